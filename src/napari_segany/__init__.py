@@ -1,0 +1,14 @@
+"""napari-segany: promptable segmentation (Segment Anything family) for
+microscopy and MRI, in napari and from Python.
+
+>>> import napari_segany as sg
+>>> pred = sg.Predictor(sg.load_model("vit_b"))          # doctest: +SKIP
+>>> pred.set_image(image)                                 # doctest: +SKIP
+>>> res = pred.predict(points=[(120, 88)], labels=[1])    # doctest: +SKIP
+"""
+
+from .predictor import Cancelled, ImageEmbedding, Prediction, Predictor
+from .weights import load_model
+
+__all__ = ["Cancelled", "ImageEmbedding", "Prediction", "Predictor", "load_model"]
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""The ``napari-segany`` command.
+
+Each sub-command lives in a ``cli_*`` module exposing ``register(subparsers)``,
+which adds its parser and sets ``func`` to a handler returning an exit code.
+
+Exit codes: 0 success; 1 the command could not do its job (bad input file,
+model not available, prompt outside the image...; the message says what to
+do); 2 the command line itself is wrong (argparse usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "napari_segany.cli_segment",
+    "napari_segany.cli_models",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-segany",
+        description="Promptable segmentation (Segment Anything family) for microscopy and MRI.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"napari-segany {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

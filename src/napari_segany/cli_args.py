@@ -1,0 +1,41 @@
+"""Parsers for the small value formats used on the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def numbers(text: str, count: tuple[int, ...], what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in count:
+        raise argparse.ArgumentTypeError(f"{what} must be {' or '.join(map(str, count))} comma-separated numbers, got {text!r}")
+    return values
+
+
+def point(text: str) -> tuple[float, float, int]:
+    """ROW,COL or ROW,COL,LABEL (LABEL 1 foreground, 0 background)."""
+    v = numbers(text, (2, 3), "--point")
+    label = int(v[2]) if len(v) == 3 else 1
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(f"the LABEL of --point must be 1 or 0, got {text!r}")
+    return v[0], v[1], label
+
+
+def box(text: str) -> tuple[float, float, float, float]:
+    """MIN_ROW,MIN_COL,MAX_ROW,MAX_COL."""
+    return numbers(text, (4,), "--box")
+
+
+def limits(text: str) -> tuple[float, float]:
+    return numbers(text, (2,), "--contrast-limits")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", default=None,
+                        help="registry name (see `napari-segany models`) or checkpoint file")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
+                        help="arithmetic of the model (default fp32)")

@@ -1,0 +1,102 @@
+"""``napari-segany segment``: one object from prompts on a 2D image or one slice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import cli_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment one object from point/box prompts and write a label image",
+        description="Segment one object on a 2D image (or one slice of a volume) from point and box "
+        "prompts, and write the chosen candidate as a label TIFF of the input's shape.",
+    )
+    p.add_argument("image", help="input image (TIFF, PNG, JPEG...)")
+    p.add_argument("-o", "--output", required=True, help="output label TIFF")
+    cli_args.add_model_options(p)
+    p.add_argument("--point", action="append", type=cli_args.point, default=[], metavar="ROW,COL[,LABEL]",
+                   help="a prompt point in pixels; LABEL 1 (default) foreground, 0 background; repeatable")
+    p.add_argument("--box", type=cli_args.box, metavar="R0,C0,R1,C1",
+                   help="a box prompt (min_row, min_col, max_row, max_col)")
+    p.add_argument("--slice", type=int, default=None, metavar="Z", help="slice index along axis 0 of a volume")
+    p.add_argument("--channel", type=int, default=None, help="channel (last axis) of a multichannel image")
+    p.add_argument("--contrast-limits", type=cli_args.limits, default=None, metavar="LO,HI",
+                   help="intensity window (default: 1st-99.8th percentiles)")
+    p.add_argument("--candidate", default="best", choices=("best", "0", "1", "2"),
+                   help="which candidate mask to keep: best (highest predicted IoU) or the rank 0-2")
+    p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
+    p.add_argument("--overlay", default=None, metavar="PNG", help="also write a PNG picture of the result")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def _select_plane(image: np.ndarray, z: int | None, channel: int | None) -> tuple[np.ndarray, tuple]:
+    """The 2D (or RGB) plane to segment and the index of that plane in the input."""
+    rgb_like = image.ndim == 3 and image.shape[-1] in (3, 4) and channel is None and z is None
+    if image.ndim == 2 or rgb_like or (image.ndim == 3 and channel is not None and z is None):
+        return image, ()
+    if z is None:
+        raise ValueError(
+            f"the image has shape {image.shape}, which looks like a volume; pass --slice Z "
+            "(index along the first axis) to segment one slice"
+        )
+    if image.ndim < 3:
+        raise ValueError("--slice was given but the image is 2D")
+    if not 0 <= z < image.shape[0]:
+        raise ValueError(f"--slice {z} is outside the volume, which has {image.shape[0]} slices (0-{image.shape[0] - 1})")
+    return image[z], (z,)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .files import overlay, read_image, write_labels, write_png
+    from .predictor import Predictor
+    from .weights import load_model
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another -o path")
+    if not args.point and args.box is None:
+        raise ValueError("give at least one prompt: --point ROW,COL[,LABEL] (repeatable) or --box R0,C0,R1,C1")
+    if args.label_id <= 0 or args.label_id > 65535:
+        raise ValueError("--label-id must be between 1 and 65535")
+    image = read_image(args.image)
+    plane, where = _select_plane(image, args.slice, args.channel)
+
+    model = load_model(args.model, device=args.device)
+    pred = Predictor(model, precision=args.precision)
+    pred.set_image(plane, channel=args.channel, contrast_limits=args.contrast_limits)
+    points = [(r, c) for r, c, _ in args.point] or None
+    labels = [lab for _, _, lab in args.point] or None
+    multimask = len(args.point) + (args.box is not None) == 1
+    res = pred.predict(points=points, labels=labels, box=args.box, multimask=multimask)
+    k = 0 if args.candidate == "best" else int(args.candidate)
+    if k >= len(res):
+        raise ValueError(f"--candidate {k} does not exist: this prompt gives {len(res)} candidate(s)")
+    mask = res.mask(k)
+
+    spatial = image.shape if not where and plane.ndim == 2 else image.shape[: len(where) + 2]
+    result = np.zeros(spatial, np.uint16)
+    result[where] = np.where(mask, args.label_id, 0)
+    write_labels(out, result)
+    if args.overlay:
+        write_png(args.overlay, overlay(plane if args.channel is None else plane[..., args.channel],
+                                        result[where]))
+    summary = {
+        "output": str(out), "model": model.info.name, "candidate": k,
+        "score": round(float(res.scores[k]), 4), "scores": [round(float(s), 4) for s in res.scores],
+        "area_px": int(mask.sum()), "slice": args.slice,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {out}: object {args.label_id}, {summary['area_px']} px, candidate {k} "
+              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}")
+    return 0

@@ -1,0 +1,76 @@
+"""Reading images and writing results without ever leaving a partial file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a TIFF (tifffile) or a PNG/JPEG/other common format (scikit-image)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"no image file at {str(p)!r}; check the path")
+    if p.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        return tifffile.imread(p)
+    from skimage import io
+
+    return io.imread(p)
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``; never leaves a partial file."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a label image as a compressed TIFF, atomically."""
+    import tifffile
+
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    return _atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, labels, compression="zlib"))
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an RGB(A) uint8 image as PNG, atomically."""
+    from skimage import io
+
+    return _atomic_write(Path(path), lambda tmp: io.imsave(tmp, rgb, check_contrast=False, extension=".png"))
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """An RGB uint8 picture of ``image`` (2D or RGB, windowed 1-99.8 %) with
+    each label in its own colour and its outline drawn opaque."""
+    from skimage.color import label2rgb
+    from skimage.segmentation import find_boundaries
+
+    from .preprocess import as_2d_channels, intensity_window, to_unit_range
+
+    data = as_2d_channels(image)
+    unit = to_unit_range(data, intensity_window(data))
+    base = np.repeat(unit, 3, axis=-1) if unit.shape[-1] == 1 else unit
+    if labels.max() == 0:
+        return (base * 255).astype(np.uint8)
+    rgb = label2rgb(labels, image=base, alpha=alpha, bg_label=0, image_alpha=1.0)
+    edges = find_boundaries(labels, mode="inner")
+    colours = label2rgb(labels, bg_label=0)
+    rgb[edges] = colours[edges]
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)

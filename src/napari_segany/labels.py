@@ -1,0 +1,87 @@
+"""Committing masks into label arrays: which id, and which pixels may change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Commit:
+    """What a commit did: the id written, and where (to undo or save it)."""
+
+    label_id: int
+    index: tuple[np.ndarray, ...]  # coordinates of the pixels that changed
+    previous: np.ndarray  # their values before the commit
+
+    @property
+    def n_pixels(self) -> int:
+        return int(self.previous.size)
+
+    def undo(self, labels: np.ndarray) -> None:
+        """Restore the pixels this commit changed."""
+        labels[self.index] = self.previous
+
+
+def next_label_id(labels: np.ndarray) -> int:
+    """max + 1 (1 for an empty array); ValueError when the dtype cannot hold it."""
+    top = int(labels.max()) if labels.size else 0
+    new = top + 1
+    if np.issubdtype(labels.dtype, np.integer) and new > np.iinfo(labels.dtype).max:
+        raise ValueError(
+            f"the labels array ({labels.dtype}) is full: id {new} does not fit; "
+            "convert it to a wider integer type (e.g. uint32) first"
+        )
+    return new
+
+
+def commit_mask(
+    labels: np.ndarray,
+    mask: np.ndarray,
+    label_id: int | None = None,
+    *,
+    overwrite: bool = False,
+    replace: bool = False,
+) -> Commit:
+    """Write ``mask`` into ``labels`` in place as object ``label_id``.
+
+    Parameters
+    ----------
+    labels : integer ndarray, modified in place
+    mask : bool ndarray of the same shape
+    label_id : int, optional
+        Defaults to a new id (max + 1).
+    overwrite : bool
+        If False (default), pixels that belong to other objects keep their id.
+    replace : bool
+        If True, pixels of ``label_id`` outside ``mask`` become background, so
+        the object is exactly the mask (editing an existing object).
+
+    Returns
+    -------
+    Commit
+        The id and the changed pixels with their previous values.
+    """
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be an integer array, got {labels.dtype}")
+    mask = np.asarray(mask)
+    if mask.shape != labels.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match labels shape {labels.shape}")
+    mask = mask.astype(bool, copy=False)
+    if label_id is None:
+        label_id = next_label_id(labels)
+    label_id = int(label_id)
+    if label_id <= 0:
+        raise ValueError(f"label_id must be a positive integer, got {label_id} (0 is background)")
+    if np.issubdtype(labels.dtype, np.integer) and label_id > np.iinfo(labels.dtype).max:
+        raise ValueError(f"label_id {label_id} does not fit in a {labels.dtype} labels array")
+    target = mask & (labels != label_id)
+    if not overwrite:
+        target &= labels == 0
+    if replace:
+        target |= (labels == label_id) & ~mask
+    index = np.nonzero(target)
+    previous = labels[index]  # fancy indexing copies
+    labels[index] = np.where(mask[index], label_id, 0).astype(labels.dtype)
+    return Commit(label_id, index, previous)

@@ -1,0 +1,283 @@
+"""Numpy in, numpy out: one image -> embedding, prompts -> candidate masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .model import Sam
+from .precision import autocast_context, resolve_precision
+from .preprocess import (
+    DEFAULT_PERCENTILES,
+    Geometry,
+    as_2d_channels,
+    encoder_input,
+    intensity_window,
+    mask_to_logits,
+    to_unit_range,
+    upscale_logits,
+)
+from .prompts import PromptTensors, prepare_batch, prepare_prompts
+
+
+class Cancelled(Exception):
+    """Raised inside :meth:`Predictor.encode` when ``should_stop`` returns True."""
+
+
+@dataclass
+class ImageEmbedding:
+    """What the decoder needs from one image, detached from the image itself.
+
+    features: (256, h, w) float32; ``window`` is the intensity window used.
+    """
+
+    features: np.ndarray
+    geometry: Geometry
+    model_id: str
+    window: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        return self.geometry.original_size
+
+
+@dataclass
+class Prediction:
+    """Candidate masks for one prompt set, best first.
+
+    scores: (K,) predicted IoU; logits: (K, h, w) low-res logits (pass one as
+    ``mask_input`` to refine); masks: (K, H, W) bool at the image's size,
+    computed on first access (``mask(i)`` computes a single one).
+    """
+
+    scores: np.ndarray
+    logits: np.ndarray
+    token_index: np.ndarray
+    _upscale: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    _masks: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def masks(self) -> np.ndarray:
+        if self._masks is None:
+            self._masks = self._upscale(self.logits)
+        return self._masks
+
+    def mask(self, i: int = 0) -> np.ndarray:
+        """Full-resolution mask of candidate ``i`` (0 = best) without computing the others."""
+        if self._masks is not None:
+            return self._masks[i]
+        return self._upscale(self.logits[i : i + 1])[0]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Predictor:
+    """Prompted segmentation of one 2D image at a time.
+
+    Parameters
+    ----------
+    model : Sam
+        From :func:`napari_segany.load_model`.
+    precision : {"fp32", "bf16", "fp16", "auto"}
+        Arithmetic for the encoder and decoder; "fp32" reproduces the
+        reference implementation.
+    """
+
+    def __init__(self, model: Sam, *, precision: str = "fp32") -> None:
+        if not isinstance(model, Sam):
+            raise TypeError(f"model must be a napari_segany Sam model (see load_model), got {type(model).__name__}")
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
+        self._embedding: ImageEmbedding | None = None
+        self._features: torch.Tensor | None = None
+        self._dense_pe: torch.Tensor | None = None
+
+    # -- images -------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        info = self.model.info
+        return f"{info.name}:{info.sha256[:16]}" if info.sha256 else info.name
+
+    def encode(
+        self,
+        image,
+        *,
+        channel: int | None = None,
+        rgb: bool | None = None,
+        contrast_limits: tuple[float, float] | None = None,
+        percentiles: tuple[float, float] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> ImageEmbedding:
+        """Compute the embedding of ``image`` without changing the predictor's state.
+
+        Intensities are windowed to ``contrast_limits`` if given, else to the
+        robust ``percentiles`` (default (1, 99.8); (0, 100) for MedSAM), and
+        uint8 RGB images keep their full 0-255 range. ``should_stop`` is
+        polled between encoder stages; when it returns True, :class:`Cancelled`
+        is raised.
+        """
+        data = as_2d_channels(image, channel=channel, rgb=rgb)
+        profile = self.model.info.preprocess
+        if percentiles is None:
+            percentiles = (0.0, 100.0) if profile == "medsam" else DEFAULT_PERCENTILES
+        window = intensity_window(data, contrast_limits=contrast_limits, percentiles=percentiles)
+        unit = to_unit_range(data, window)
+        geometry = Geometry.for_image(data.shape[:2], self.model.image_size, profile)
+        x = encoder_input(unit, geometry, self.device)
+        features = self._run_encoder(x, should_stop)
+        return ImageEmbedding(features[0].float().cpu().numpy(), geometry, self.model_id, window)
+
+    def _run_encoder(self, x: torch.Tensor, should_stop: Callable[[], bool] | None) -> torch.Tensor:
+        hooks = []
+        if should_stop is not None:
+            def check(*_):
+                if should_stop():
+                    raise Cancelled("embedding was cancelled")
+            for child in self.model.image_encoder.modules():
+                if child is not self.model.image_encoder and isinstance(child, torch.nn.ModuleList):
+                    hooks += [m.register_forward_pre_hook(check) for m in child]
+        try:
+            with torch.inference_mode(), autocast_context(self.precision, self.device):
+                return self.model.image_encoder(x)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def set_image(self, image, **kwargs) -> ImageEmbedding:
+        """Encode ``image`` (see :meth:`encode` for the keywords) and make it current."""
+        emb = self.encode(image, **kwargs)
+        self.set_embedding(emb)
+        return emb
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Make a previously computed (or cached) embedding current."""
+        if not isinstance(embedding, ImageEmbedding):
+            raise TypeError("set_embedding expects an ImageEmbedding from Predictor.encode or .embedding")
+        grid = self.model.embedding_size
+        if embedding.features.shape != (256, grid, grid):
+            raise ValueError(
+                f"embedding has shape {embedding.features.shape}, this model needs (256, {grid}, {grid}); "
+                "it was computed with a different model"
+            )
+        if embedding.model_id != self.model_id:
+            raise ValueError(
+                f"embedding was computed by model {embedding.model_id!r}, not {self.model_id!r}; recompute it"
+            )
+        self._embedding = embedding
+        self._features = torch.from_numpy(np.ascontiguousarray(embedding.features, np.float32)).to(self.device)[None]
+
+    @property
+    def embedding(self) -> ImageEmbedding | None:
+        """The current image's embedding, or None before :meth:`set_image`."""
+        return self._embedding
+
+    @property
+    def is_ready(self) -> bool:
+        return self._embedding is not None
+
+    def reset(self) -> None:
+        self._embedding = None
+        self._features = None
+
+    # -- prompts ------------------------------------------------------------
+    def predict(
+        self,
+        points=None,
+        labels=None,
+        box=None,
+        mask_input=None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Candidate masks for one object.
+
+        Parameters
+        ----------
+        points : (N, 2) array_like of (row, col), optional
+        labels : (N,) array_like of 1 (foreground) / 0 (background), optional;
+            all foreground when omitted.
+        box : (min_row, min_col, max_row, max_col), optional
+        mask_input : (h, w) low-res logits, e.g. ``previous.logits[0]``.
+        multimask : bool
+            True returns 3 candidates (for an ambiguous single prompt), False
+            returns 1 (better for several prompts at once).
+        """
+        if self._embedding is None:
+            raise RuntimeError("no image is set: call set_image(image) or set_embedding(...) first")
+        prompts = prepare_prompts(
+            self._embedding.geometry, self.model.low_res_size, points, labels, box, mask_input, self.device
+        )
+        logits, scores = self._decode(prompts, multimask)
+        logits, scores = logits[0], scores[0]
+        order = torch.argsort(scores, descending=True)
+        logits, scores = logits[order], scores[order]
+        logits_np = logits.float().cpu().numpy()
+        return Prediction(
+            scores=scores.float().cpu().numpy(),
+            logits=logits_np,
+            token_index=order.cpu().numpy() + (1 if multimask else 0),
+            _upscale=self._upscaler(),
+        )
+
+    def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask: bool = False):
+        """Candidate masks for B objects in one decoder call.
+
+        Parameters
+        ----------
+        boxes : (B, 4) array_like of (min_row, min_col, max_row, max_col), optional
+        points : (B, N, 2) array_like of (row, col), optional; pad objects with
+            fewer points using label -1 (ignored points).
+        labels : (B, N) array_like of 1 / 0 / -1, optional (all 1 when omitted)
+        mask_input : (B, h, w) low-res logits, optional
+        multimask : bool
+
+        Returns
+        -------
+        list of Prediction, one per object, candidates sorted best first.
+        """
+        if self._embedding is None:
+            raise RuntimeError("no image is set: call set_image(image) or set_embedding(...) first")
+        prompts = prepare_batch(self._embedding.geometry, self.model.low_res_size, boxes, points, labels,
+                                mask_input, self.device)
+        logits, scores = self._decode(prompts, multimask)
+        order = torch.argsort(scores, dim=1, descending=True)
+        scores = torch.gather(scores, 1, order).float().cpu().numpy()
+        logits = logits[torch.arange(len(order))[:, None], order].float().cpu().numpy()
+        order = order.cpu().numpy() + (1 if multimask else 0)
+        upscale = self._upscaler()
+        return [Prediction(scores[i], logits[i], order[i], upscale) for i in range(len(scores))]
+
+    def _upscaler(self) -> Callable[[np.ndarray], np.ndarray]:
+        geometry = self._embedding.geometry
+        medsam = geometry.profile == "medsam"
+
+        def upscale(logits: np.ndarray) -> np.ndarray:
+            t = torch.from_numpy(np.ascontiguousarray(logits))
+            if medsam:  # MedSAM thresholds the resized probability at 0.5
+                t = torch.sigmoid(t)
+            return (upscale_logits(t, geometry) > (0.5 if medsam else 0.0)).numpy()
+
+        return upscale
+
+    def _decode(self, prompts: PromptTensors, multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        if self._dense_pe is None:
+            self._dense_pe = model.prompt_encoder.get_dense_pe()
+        with torch.inference_mode(), autocast_context(self.precision, self.device):
+            sparse, dense = model.prompt_encoder(prompts.points, prompts.boxes, prompts.masks)
+            return model.mask_decoder(self._features, self._dense_pe, sparse, dense, multimask)
+
+    def mask_prompt(self, mask: np.ndarray, magnitude: float = 8.0) -> np.ndarray:
+        """Turn a full-resolution binary mask of the current image into
+        low-res logits for ``mask_input`` (e.g. to refine an existing object)."""
+        if self._embedding is None:
+            raise RuntimeError("no image is set: call set_image(image) first")
+        geometry = self._embedding.geometry
+        mask = np.asarray(mask)
+        if mask.shape != geometry.original_size:
+            raise ValueError(f"mask has shape {mask.shape}, the image is {geometry.original_size}")
+        return mask_to_logits(mask.astype(bool), geometry, self.model.low_res_size, magnitude)

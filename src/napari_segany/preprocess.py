@@ -1,0 +1,203 @@
+"""Image preparation for the encoder and the geometry between image and model frames.
+
+Public coordinates are (row, col) in pixels of the 2D image; the model works
+in (x, y) pixels of its square, padded input. Every conversion between the
+two lives here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ImageNet statistics on the 0-255 scale, as the SAM checkpoints were trained.
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+DEFAULT_PERCENTILES = (1.0, 99.8)
+MIN_SIDE = 8
+# Pixels used to estimate percentiles; larger images are subsampled on a grid.
+PERCENTILE_SAMPLES = 4_000_000
+
+
+def as_2d_channels(image, *, channel: int | None = None, rgb: bool | None = None) -> np.ndarray:
+    """Validate an image and return it as H x W x C (C = 1 or 3) without rescaling.
+
+    ``image`` is (H, W), (H, W, 3|4) RGB(A), or (H, W, C) with ``channel``
+    naming the channel to use. ``rgb=False`` forces a 3-wide last axis to be
+    read as three channels that need ``channel``.
+    """
+    if not isinstance(image, np.ndarray):
+        if hasattr(image, "__array__"):
+            image = np.asarray(image)
+        else:
+            raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise TypeError(
+            f"image has dtype {image.dtype}; pass an integer or floating-point array "
+            "(convert booleans or complex data first)"
+        )
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape}); pass an image with pixels")
+    if image.ndim == 2:
+        if channel not in (None, 0):
+            raise ValueError("channel= was given but the image is 2D (a single channel)")
+        out = image[..., None]
+    elif image.ndim == 3:
+        if channel is not None:
+            if not -image.shape[2] <= channel < image.shape[2]:
+                raise ValueError(f"channel={channel} is out of range for an image with {image.shape[2]} channels")
+            out = image[..., channel : channel + 1] if channel >= 0 else image[..., [channel]]
+        elif image.shape[2] in (3, 4) and rgb is not False:
+            out = image[..., :3]
+        else:
+            raise ValueError(
+                f"image has shape {image.shape}: a 3D array is read as (H, W, channels); "
+                "pass channel=i to pick one channel, or pass one 2D slice of a volume, e.g. volume[z]"
+            )
+    else:
+        raise ValueError(
+            f"image has {image.ndim} dimension(s), shape {image.shape}; pass a 2D image (H, W), "
+            "an RGB(A) image (H, W, 3|4), or one 2D slice of a volume, e.g. volume[z]"
+        )
+    if min(out.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"image is {out.shape[0]} x {out.shape[1]} pixels; both sides must be at least {MIN_SIDE}")
+    return out
+
+
+def intensity_window(
+    image: np.ndarray,
+    *,
+    contrast_limits: tuple[float, float] | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+) -> tuple[float, float]:
+    """The (low, high) intensities mapped to 0 and 255.
+
+    Order of precedence: explicit ``contrast_limits``; full range 0-255 for
+    uint8 RGB; otherwise the robust ``percentiles`` of the finite pixels
+    (all channels pooled, so colour balance is kept).
+    """
+    if contrast_limits is not None:
+        lo, hi = (float(v) for v in contrast_limits)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+            raise ValueError(f"contrast_limits must be two finite numbers with low < high, got {contrast_limits}")
+        return lo, hi
+    if image.dtype == np.uint8 and image.shape[-1] == 3:
+        return 0.0, 255.0
+    flat = image.reshape(-1)
+    if flat.size > PERCENTILE_SAMPLES:
+        flat = flat[:: int(np.ceil(flat.size / PERCENTILE_SAMPLES))]
+    if np.issubdtype(flat.dtype, np.floating):
+        flat = flat[np.isfinite(flat)]
+        if flat.size == 0:
+            raise ValueError("image has no finite values (all NaN or infinite); check how it was loaded")
+    lo, hi = (float(v) for v in np.percentile(flat, percentiles))
+    if hi <= lo:
+        lo, hi = float(flat.min()), float(flat.max())
+    return lo, hi
+
+
+def to_unit_range(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Map ``window`` linearly to [0, 1] in float32, clipping outside it;
+    non-finite pixels become 0. A constant image maps to zeros, with a warning."""
+    lo, hi = window
+    data = image.astype(np.float32, copy=False)
+    if hi <= lo:
+        warnings.warn(
+            "the image is constant: there is nothing for the model to segment; "
+            "the result will be meaningless", UserWarning, stacklevel=3,
+        )
+        return np.zeros(data.shape, np.float32)
+    out = (data - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    np.clip(out, 0.0, 1.0, out=out)
+    if np.issubdtype(image.dtype, np.floating):
+        out[~np.isfinite(data)] = 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an H x W image sits in the model's S x S input.
+
+    ``profile`` "sam": longest side resized to S, zero-padded bottom/right.
+    ``profile`` "medsam": stretched to S x S.
+    """
+
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]  # resized (h, w) inside the S x S frame
+    model_size: int
+    profile: str = "sam"
+
+    @classmethod
+    def for_image(cls, original_size: tuple[int, int], model_size: int, profile: str = "sam") -> "Geometry":
+        h, w = original_size
+        if profile == "medsam":
+            return cls((h, w), (model_size, model_size), model_size, profile)
+        scale = model_size / max(h, w)
+        return cls((h, w), (int(h * scale + 0.5), int(w * scale + 0.5)), model_size, profile)
+
+    def points_to_model(self, rowcol: np.ndarray) -> np.ndarray:
+        """... x 2 (row, col) image pixels -> ... x 2 (x, y) model pixels."""
+        rowcol = np.asarray(rowcol, dtype=np.float64)
+        sy = self.input_size[0] / self.original_size[0]
+        sx = self.input_size[1] / self.original_size[1]
+        return np.stack([rowcol[..., 1] * sx, rowcol[..., 0] * sy], axis=-1).astype(np.float32)
+
+    def box_to_model(self, box: np.ndarray) -> np.ndarray:
+        """... x 4 (min_row, min_col, max_row, max_col) -> ... x 4 XYXY model pixels."""
+        box = np.asarray(box, dtype=np.float64)
+        corners = self.points_to_model(box.reshape(*box.shape[:-1], 2, 2))
+        return corners.reshape(*box.shape[:-1], 4)
+
+
+def encoder_input(unit: np.ndarray, geometry: Geometry, device: torch.device) -> torch.Tensor:
+    """H x W x C image in [0, 1] -> 1 x 3 x S x S encoder input."""
+    x = torch.from_numpy(np.ascontiguousarray(unit)).to(device)
+    x = x.permute(2, 0, 1)[None]
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if tuple(x.shape[-2:]) != geometry.input_size:
+        x = F.interpolate(x, size=geometry.input_size, mode="bilinear", align_corners=False, antialias=True)
+    if geometry.profile == "medsam":
+        return x.contiguous()
+    mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
+    x = (x * 255.0 - mean) / std
+    pad_h = geometry.model_size - geometry.input_size[0]
+    pad_w = geometry.model_size - geometry.input_size[1]
+    return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+def upscale_logits(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """... x h x w low-res logits -> ... x H x W logits at the image's size.
+
+    For the "sam" profile: upsample to S x S, crop the unpadded region, resize
+    to the original size (both bilinear). For "medsam": one bilinear resize.
+    """
+    lead = logits.shape[:-2]
+    x = logits.reshape(-1, 1, *logits.shape[-2:]).float()
+    if geometry.profile != "medsam":
+        s = geometry.model_size
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
+    x = F.interpolate(x, size=geometry.original_size, mode="bilinear", align_corners=False)
+    return x.reshape(*lead, *geometry.original_size)
+
+
+def mask_to_logits(mask: np.ndarray, geometry: Geometry, low_res: int, magnitude: float = 8.0) -> np.ndarray:
+    """A full-resolution binary mask -> low-res logits usable as ``mask_input``.
+
+    The mask is placed in the model frame like the image (resize + pad),
+    area-averaged down to ``low_res`` x ``low_res`` and mapped to
+    [-magnitude, +magnitude] (the decoder reads logits, not probabilities).
+    """
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    m = F.interpolate(m, size=geometry.input_size, mode="bilinear", align_corners=False, antialias=True)
+    if geometry.profile != "medsam":
+        s = geometry.model_size
+        m = F.pad(m, (0, s - geometry.input_size[1], 0, s - geometry.input_size[0]))
+    m = F.interpolate(m, size=(low_res, low_res), mode="area")
+    return ((m[0, 0] * 2.0 - 1.0) * magnitude).numpy().astype(np.float32)

@@ -1,0 +1,71 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("SEGANY_CACHE", str(Path(__file__).parent / ".cache-never-used"))
+
+from reference_models import reference_sam, save_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoint(tmp_path_factory):
+    """(reference model, checkpoint path) per architecture, built once a session."""
+    made = {}
+
+    def get(arch: str):
+        if arch not in made:
+            model = reference_sam(arch)
+            path = save_checkpoint(model, tmp_path_factory.mktemp(arch) / f"random_{arch}.pth")
+            made[arch] = (model, path)
+        return made[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def nuclei2d():
+    """The real 2D nuclei image (uint16) and its 125 labels."""
+    from napari_segany.sample_data import load_sample
+
+    return load_sample("nuclei2d"), load_sample("nuclei2d_labels")
+
+
+def interior_point(mask: np.ndarray) -> tuple[int, int]:
+    """The pixel of ``mask`` farthest from its boundary, as (row, col)."""
+    from scipy import ndimage as ndi
+
+    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    return tuple(int(v) for v in np.unravel_index(np.argmax(dist), mask.shape))
+
+
+def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    return int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A MobileSAM-architecture (vit_t) model with seeded random weights, saved
+    in the official flat checkpoint schema: small and fast, no download."""
+    import torch
+
+    from napari_segany.model import build_sam
+    from reference_models import randomise_constants
+
+    torch.manual_seed(0)
+    model = build_sam("vit_t")
+    randomise_constants(model, seed=0)
+    path = tmp_path_factory.mktemp("tiny") / "random_vit_t.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path):
+    from napari_segany import load_model
+
+    return load_model(tiny_model_path, device="cpu")

@@ -1,0 +1,99 @@
+"""The command line on the real sample image, through a real subprocess-free main()."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_segany.cli import main
+from napari_segany.sample_data import sample_path
+
+
+def test_segment_writes_labels_and_overlay(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "labels.tif"
+    png = tmp_path / "overlay.png"
+    rc = main(["segment", str(sample_path("nuclei2d")), "--model", str(tiny_model_path),
+               "--point", "346,70", "--point", "10,10,0", "-o", str(out), "--overlay", str(png),
+               "--label-id", "7", "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    labels = tifffile.imread(out)
+    assert labels.shape == (512, 512) and labels.dtype == np.uint16
+    assert set(np.unique(labels)) <= {0, 7}
+    assert summary["area_px"] == int((labels == 7).sum())
+    assert png.stat().st_size > 0
+
+
+def test_segment_one_slice_of_a_volume(tiny_model_path, tmp_path):
+    out = tmp_path / "vol.tif"
+    rc = main(["segment", str(sample_path("nuclei3d")), "--model", str(tiny_model_path),
+               "--slice", "30", "--box", "100,100,140,150", "-o", str(out)])
+    assert rc == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (60, 256, 256)
+    written = np.flatnonzero(labels.reshape(60, -1).any(axis=1))
+    assert set(written) <= {30}
+
+
+def test_refuses_to_overwrite_and_reports_errors(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "exists.tif"
+    out.write_bytes(b"precious")
+    rc = main(["segment", str(sample_path("nuclei2d")), "--model", str(tiny_model_path),
+               "--point", "3,3", "-o", str(out)])
+    assert rc == 1 and out.read_bytes() == b"precious"
+    assert "--overwrite" in capsys.readouterr().err
+    rc = main(["segment", str(sample_path("nuclei2d")), "--model", str(tiny_model_path),
+               "--point", "900,3", "-o", str(tmp_path / "new.tif")])
+    assert rc == 1 and "outside" in capsys.readouterr().err
+    assert not (tmp_path / "new.tif").exists()
+    rc = main(["segment", str(sample_path("nuclei3d")), "--model", str(tiny_model_path),
+               "--point", "3,3", "-o", str(tmp_path / "v.tif")])
+    assert rc == 1 and "--slice" in capsys.readouterr().err
+    rc = main(["segment", str(tmp_path / "missing.tif"), "--model", str(tiny_model_path),
+               "--point", "3,3", "-o", str(tmp_path / "m.tif")])
+    assert rc == 1 and "no image file" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as e:
+        main(["segment", "x.tif", "-o", "y.tif", "--point", "1;2"])
+    assert e.value.code == 2
+
+
+def test_models_lists_registry(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGANY_CACHE", str(tmp_path))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vit_b", "vit_l", "vit_h", "vit_t", "medsam_vit_b", "vit_b_lm"):
+        assert name in out
+
+
+def test_console_script_is_installed():
+    res = subprocess.run([sys.executable, "-m", "napari_segany.cli", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and "napari-segany" in res.stdout
+
+
+def test_core_imports_without_napari_or_qt():
+    """The engine, the CLI and the volume tools import with GUI packages blocked."""
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'superqt', 'vispy'}:
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import napari_segany, napari_segany.cli, napari_segany.weights, napari_segany.labels, napari_segany.files
+import importlib.util
+if importlib.util.find_spec('napari_segany.volume'):
+    import napari_segany.volume
+napari_segany.cli.build_parser()
+print('ok')
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"

@@ -1,0 +1,132 @@
+"""Bad input gets a clear error; good input of every kind gets masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_segany as sg
+
+
+@pytest.fixture(scope="module")
+def pred(tiny_model, nuclei2d):
+    p = sg.Predictor(tiny_model)
+    p.set_image(nuclei2d[0])
+    return p
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (np.zeros(100, np.uint8), "1 dimension"),
+        (np.zeros((2, 3, 64, 64), np.uint8), "4 dimension"),
+        (np.zeros((0, 64), np.uint8), "empty"),
+        (np.full((64, 64), np.nan, np.float32), "no finite values"),
+        (np.zeros((5, 64), np.uint8), "at least 8"),
+        (np.zeros((64, 64, 7), np.uint16), "channel=i"),
+        (np.zeros((64, 64), bool), "dtype bool"),
+        ([[1, 2], [3, 4]], "numpy array"),
+    ],
+)
+def test_bad_images_raise_clear_errors(tiny_model, image, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        sg.Predictor(tiny_model).encode(image)
+
+
+def test_constant_image_warns(tiny_model):
+    with pytest.warns(UserWarning, match="constant"):
+        sg.Predictor(tiny_model).encode(np.full((32, 32), 7, np.uint16))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"points": [(-3, 10)]}, "outside"),
+        ({"points": [(10, 600)]}, "outside"),
+        ({"box": (100, 100, 50, 200)}, "inverted or has zero area"),
+        ({"box": (100, 100, 100, 200)}, "inverted or has zero area"),
+        ({"box": (600, 600, 700, 700)}, "entirely outside"),
+        ({}, "no prompt given"),
+        ({"points": [(10, 10)], "mask_input": np.zeros((64, 64))}, "mask_input must be"),
+        ({"points": [(10, 10)], "labels": [2]}, "1 \\(foreground\\) or 0"),
+        ({"points": [(10, 10)], "labels": [1, 0]}, "one entry per point"),
+        ({"points": [(1, 2, 3)]}, "shape \\(N, 2\\)"),
+    ],
+)
+def test_bad_prompts_raise_clear_errors(pred, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pred.predict(**kwargs)
+
+
+def test_predict_before_image_is_set(tiny_model):
+    with pytest.raises(RuntimeError, match="set_image"):
+        sg.Predictor(tiny_model).predict(points=[(1, 1)])
+
+
+def test_outputs_shapes_order_and_refinement(pred):
+    res = pred.predict(points=[(256, 256)], labels=[1])
+    assert res.masks.shape == (3, 512, 512) and res.masks.dtype == bool
+    assert res.logits.shape == (3, 256, 256) and res.logits.dtype == np.float32
+    assert np.all(np.diff(res.scores) <= 0), "candidates are sorted best first"
+    np.testing.assert_array_equal(res.mask(1), res.masks[1])
+    single = pred.predict(points=[(256, 256), (10, 10)], labels=[1, 0], mask_input=res.logits[0], multimask=False)
+    assert single.masks.shape == (1, 512, 512)
+
+
+def test_embedding_round_trip(pred, tiny_model, nuclei2d):
+    emb = pred.embedding
+    assert emb.features.shape == (256, 64, 64) and emb.features.dtype == np.float32
+    other = sg.Predictor(tiny_model)
+    other.set_embedding(emb)
+    a = pred.predict(points=[(100, 120)])
+    b = other.predict(points=[(100, 120)])
+    np.testing.assert_array_equal(a.logits, b.logits)
+
+
+def test_embedding_of_another_model_is_refused(pred, tiny_model):
+    emb = pred.embedding
+    stranger = sg.ImageEmbedding(emb.features, emb.geometry, "some-other-model")
+    with pytest.raises(ValueError, match="different|recompute"):
+        sg.Predictor(tiny_model).set_embedding(stranger)
+
+
+def test_sixteen_bit_is_windowed_not_wrapped(tiny_model):
+    """A 16-bit image far above 255 gives the same embedding as its 8-bit
+    rescaled copy: intensities are windowed, never wrapped or clipped at 255."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 200, (64, 96)).astype(np.float64)
+    p = sg.Predictor(tiny_model)
+    e16 = p.encode((base * 300 + 1000).astype(np.uint16))
+    ef = p.encode(base.astype(np.float32))
+    np.testing.assert_allclose(e16.features, ef.features, atol=1e-4)
+
+
+def test_rgb_channel_and_contrast_limits(tiny_model):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (48, 64, 3)).astype(np.uint8)
+    p = sg.Predictor(tiny_model)
+    assert p.encode(rgb).window == (0.0, 255.0)
+    multi = rng.random((48, 64, 5)).astype(np.float32)
+    emb = p.encode(multi, channel=2, contrast_limits=(0.1, 0.9))
+    assert emb.window == (0.1, 0.9) and emb.original_size == (48, 64)
+    with pytest.raises(ValueError, match="low < high"):
+        p.encode(multi, channel=2, contrast_limits=(0.9, 0.1))
+
+
+def test_batch_matches_single_calls(pred):
+    boxes = [(200, 200, 300, 320), (20, 30, 90, 110)]
+    batch = pred.predict_batch(boxes=boxes)
+    for box, res in zip(boxes, batch):
+        single = pred.predict(box=box, multimask=False)
+        np.testing.assert_allclose(res.logits, single.logits, atol=1e-4)
+
+
+def test_cancel_stops_the_encoder(tiny_model):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(sg.Cancelled):
+        sg.Predictor(tiny_model).encode(np.zeros((64, 64), np.float32) + np.arange(64), should_stop=stop)
