@@ -1,0 +1,292 @@
+"""Loading models: a registry name or a checkpoint file -> a ready :class:`Sam`.
+
+>>> from napari_segany.weights import load_model
+>>> model = load_model("vit_b")                       # doctest: +SKIP
+>>> model = load_model("~/models/my_sam.pth", "cpu")  # doctest: +SKIP
+>>> model.info                                        # doctest: +SKIP
+ModelInfo(name='my_sam', arch='vit_b', preprocess='sam', source='...', sha256='...')
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import torch
+
+from . import registry
+from .checkpoint import (
+    PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
+)
+from .model import ModelInfo, Sam, build_sam
+
+__all__ = ["load_model", "model_from_state_dict", "resolve_device"]
+
+NO_DEFAULT_MESSAGE = (
+    "No default model is shipped yet: pass a registry name (e.g. 'vit_b', downloads 375 MB) "
+    "or the path of a checkpoint file."
+)
+_PATH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """A usable device from ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a device.
+
+    ``"auto"`` picks CUDA if available, else Apple MPS, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        If the device is unknown or not available on this machine.
+    TypeError
+        If ``device`` is neither a string nor a ``torch.device``.
+    """
+    if isinstance(device, str):
+        text = device.strip().lower()
+        if text == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+            if _mps_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        try:
+            dev = torch.device(text)
+        except RuntimeError:
+            raise ValueError(
+                f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+            ) from None
+    elif isinstance(device, torch.device):
+        dev = device
+    else:
+        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this PyTorch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible to PyTorch")
+            raise ValueError(f"device={device!r} was requested but {why}; use device='cpu' "
+                             "or 'auto', or install a CUDA build of PyTorch.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s), numbered from 0.")
+    elif dev.type == "mps":
+        if not _mps_available():
+            raise ValueError(f"device={device!r} was requested but Apple MPS is not available "
+                             "here; use device='cpu' or 'auto'.")
+    elif dev.type != "cpu":
+        raise ValueError(f"Device type {dev.type!r} is not supported; use 'cpu', 'cuda' or 'mps'.")
+    return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def model_from_state_dict(
+    state_dict: dict[str, torch.Tensor],
+    *,
+    arch: str | None = None,
+    image_size: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Sam:
+    """Build the model that ``state_dict`` belongs to and load it strictly.
+
+    Parameters
+    ----------
+    state_dict : dict of str to Tensor
+        Weights in the schema of :class:`napari_segany.model.Sam` (e.g. from
+        :func:`napari_segany.checkpoint.read_checkpoint`). Floating tensors
+        are loaded as float32.
+    arch, image_size : optional
+        Skip detection and use these (see
+        :func:`napari_segany.checkpoint.detect_architecture`).
+    device : str or torch.device, default "cpu"
+        Where the model's tensors are placed (see :func:`resolve_device`).
+
+    Returns
+    -------
+    Sam
+        In eval mode, on ``device``. Its ``info`` names only the architecture;
+        :func:`load_model` fills in name, source and hash.
+
+    Raises
+    ------
+    ValueError
+        If keys are missing or unexpected, or a tensor has the wrong shape.
+    """
+    if arch is None or image_size is None:
+        found_arch, found_size = detect_architecture(state_dict)
+        arch, image_size = arch or found_arch, image_size or found_size
+    dev = resolve_device(device)
+    model = _build_on_meta(arch, image_size)
+    if model is not None:
+        _check_keys(model, state_dict, arch)
+        tensors = {k: _to_device(v, dev) for k, v in state_dict.items()}
+        _load(model, tensors, arch, assign=True)
+        if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+            model = None  # a buffer outside the checkpoint: build for real instead
+    if model is None:
+        model = build_sam(arch, image_size)
+        _check_keys(model, state_dict, arch)
+        _load(model, state_dict, arch, assign=False)
+    return model.to(dev).eval()
+
+
+def _build_on_meta(arch: str, image_size: int) -> Sam | None:
+    """The model with shape-only tensors (no memory, no random init), or None if unsupported."""
+    try:
+        with torch.device("meta"):
+            return build_sam(arch, image_size)
+    except ValueError:
+        raise
+    except Exception:  # a module that computes values at construction time
+        return None
+
+
+def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    dtype = torch.float32 if t.is_floating_point() else t.dtype
+    return t.to(device=dev, dtype=dtype, copy=True)  # never keep file-backed (mmap) storage
+
+
+def _check_keys(model: Sam, state_dict: dict, arch: str) -> None:
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state_dict))
+    unexpected = sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:5])})")
+        raise ValueError(
+            f"The checkpoint does not fit napari-segany's {arch} model: keys "
+            f"{'; '.join(parts)}. It may be a modified SAM variant or a damaged export; "
+            "use an unmodified checkpoint of the same architecture."
+        )
+
+
+def _load(model: Sam, tensors: dict, arch: str, *, assign: bool) -> None:
+    try:
+        model.load_state_dict(tensors, strict=True, assign=assign)
+    except RuntimeError as err:  # shape mismatches
+        lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
+        detail = "; ".join(lines[:3]) or str(err)
+        raise ValueError(
+            f"The checkpoint's tensors do not fit napari-segany's {arch} model: {detail}. "
+            "Use an unmodified checkpoint of this architecture."
+        ) from None
+
+
+def _looks_like_path(text: str) -> bool:
+    return any(sep in text for sep in ("/", "\\")) or text.lower().endswith(_PATH_SUFFIXES)
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    *,
+    preprocess: str | None = None,
+    progress=True,
+) -> Sam:
+    """Load a Segment Anything model, ready for prediction.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike
+        A registry name (see ``napari_segany.registry.model_names()``),
+        downloaded and verified on first use, or the path of a checkpoint file
+        (``.pth``/``.pt``/``.safetensors``) in any layout that
+        :func:`napari_segany.checkpoint.read_checkpoint` understands.
+    device : str or torch.device, default "auto"
+        See :func:`resolve_device`.
+    preprocess : {"sam", "medsam"}, optional
+        Override how images are prepared for this model. By default it comes
+        from the registry entry, or for a file from its stored config, or from
+        the registry entry whose hash the file matches, else ``"sam"``.
+    progress : bool or tqdm-like, default True
+        Progress bar for a download.
+
+    Returns
+    -------
+    Sam
+        In eval mode on ``device``; ``model.info`` names the model, its
+        architecture, preprocessing, source file and the file's sha256.
+
+    Raises
+    ------
+    ValueError
+        If no model is named, the name is unknown and no such file exists, the
+        file is unsafe, damaged or of an unknown architecture, or the device is
+        not available.
+    """
+    if name_or_path is None:
+        raise ValueError(NO_DEFAULT_MESSAGE)
+    if preprocess is not None and preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, "
+                         f"got {preprocess!r}.")
+    dev = resolve_device(device)  # fail before a long download
+    if isinstance(name_or_path, str) and name_or_path in registry.REGISTRY:
+        return _load_registered(name_or_path, dev, preprocess, progress)
+    path = Path(os.fspath(name_or_path)).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; pass the checkpoint file inside it.")
+    if not path.is_file():
+        text = os.fspath(name_or_path)
+        lead = (f"No checkpoint file at {text!r}" if _looks_like_path(text)
+                else f"{text!r} is neither a registry name nor an existing file")
+        raise ValueError(f"{lead}. Registry names: {', '.join(registry.REGISTRY)}; "
+                         "or pass the path of a checkpoint file.")
+    state = read_checkpoint(path)
+    arch, image_size = detect_architecture(state)
+    digests = file_digests(path, _algorithms_for(arch))
+    spec = _match_registry(digests, arch)
+    name = state.config.get("name") or (spec.name if spec else path.stem)
+    mode = preprocess or state.config.get("preprocess") or (spec.preprocess if spec else "sam")
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(f"The checkpoint's config has preprocess={mode!r}; expected one of "
+                         f"{', '.join(PREPROCESS_MODES)}. Pass preprocess= to override.")
+    model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
+    model.info = ModelInfo(name=name, arch=arch, preprocess=mode, source=str(path),
+                           sha256=digests["sha256"])
+    return model
+
+
+def _load_registered(name: str, dev: torch.device, preprocess: str | None, progress) -> Sam:
+    spec = registry.get_spec(name)
+    path = registry.fetch(name, progress=progress)
+    state = read_checkpoint(path)
+    arch, image_size = detect_architecture(state)
+    if arch != spec.arch:
+        raise ValueError(
+            f"The cached file for {name!r} ({path}) holds {arch} weights, not {spec.arch}; "
+            "delete it and load the model again to download a fresh copy."
+        )
+    if hash_algorithm(spec.known_hash) == "sha256" and not registry.imported_by_hand(name):
+        sha256 = spec.known_hash.split(":")[-1].lower()  # fetch() just verified it
+    else:
+        sha256 = file_digests(path, ["sha256"])["sha256"]
+    model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
+    model.info = ModelInfo(name=name, arch=arch, preprocess=preprocess or spec.preprocess,
+                           source=str(path), sha256=sha256)
+    return model
+
+
+def _algorithms_for(arch: str) -> set[str]:
+    """sha256 plus the algorithms of registry entries of ``arch`` that can be computed."""
+    algs = {"sha256"} | {hash_algorithm(s.known_hash) for s in registry.REGISTRY.values()
+                         if s.arch == arch}
+    try:
+        import xxhash  # noqa: F401
+    except ImportError:
+        algs = {a for a in algs if not a.startswith("xxh")}
+    return algs
+
+
+def _match_registry(digests: dict[str, str], arch: str) -> registry.ModelSpec | None:
+    """The registry entry of ``arch`` whose known hash is among ``digests``."""
+    for spec in registry.REGISTRY.values():
+        want = spec.known_hash.split(":")[-1].lower()
+        if spec.arch == arch and digests.get(hash_algorithm(spec.known_hash)) == want:
+            return spec
+    return None
