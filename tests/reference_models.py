@@ -10,15 +10,20 @@ import torch
 
 
 def randomise_constants(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every tensor that default initialisation leaves constant (LayerNorm
-    ones/zeros, zero relative-position tables and position embeddings, BN
-    statistics) seeded random values, so parity tests exercise them."""
+    """Seeded random weights that make parity tests sensitive: matrices get
+    std 1/sqrt(fan_in) (default inits are so small that attention is nearly
+    uniform, which hides layout mistakes), and every tensor that default
+    initialisation leaves constant (LayerNorm ones/zeros, relative-position
+    tables, position embeddings, BN statistics) gets random values."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if not t.is_floating_point() or t.numel() < 2:
                 continue
-            if float(t.std()) == 0.0:
+            if t.ndim >= 2 and name.endswith("weight") and "gaussian" not in name:
+                fan_in = t[0].numel() if t.ndim > 2 else t.shape[1]
+                t.copy_(torch.randn(t.shape, generator=gen) / fan_in**0.5)
+            elif float(t.std()) == 0.0:
                 noise = torch.randn(t.shape, generator=gen) * 0.1
                 if name.endswith("running_var"):
                     t.copy_(1.0 + noise.abs())
