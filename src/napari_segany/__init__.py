@@ -9,6 +9,10 @@ microscopy and MRI, in napari and from Python.
 
 from .predictor import Cancelled, ImageEmbedding, Prediction, Predictor
 from .weights import load_model
+from .volume import EmbeddingStore, PropagationResult, propagate
 
-__all__ = ["Cancelled", "ImageEmbedding", "Prediction", "Predictor", "load_model"]
+__all__ = [
+    "Cancelled", "EmbeddingStore", "ImageEmbedding", "Prediction", "PropagationResult", "Predictor",
+    "load_model", "propagate",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,124 @@
+"""``napari-segany embed`` and ``napari-segany propagate``: volumes from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import cli_args
+
+
+def register(sub) -> None:
+    e = sub.add_parser(
+        "embed", help="precompute the embeddings of every slice of a volume into a disk cache",
+        description="Embed every slice of a volume along one axis into a zarr disk cache (resumable: "
+        "slices already cached are skipped, edited slices are recomputed).",
+    )
+    e.add_argument("volume", help="volume TIFF (Z, Y, X) or (Z, Y, X, C)")
+    e.add_argument("--cache", required=True, metavar="DIR", help="cache folder (one per volume is best)")
+    _common(e)
+    e.set_defaults(func=run_embed)
+
+    p = sub.add_parser(
+        "propagate", help="segment an object on one slice and propagate it through the volume",
+        description="Segment one object on slice Z from point/box prompts, propagate it through the volume "
+        "along --axis, and write the labels as a TIFF of the volume's shape.",
+    )
+    p.add_argument("volume", help="volume TIFF (Z, Y, X) or (Z, Y, X, C)")
+    p.add_argument("-o", "--output", required=True, help="output label TIFF")
+    p.add_argument("--slice", type=int, required=True, metavar="Z", help="index of the prompted slice along --axis")
+    p.add_argument("--point", action="append", type=cli_args.point, default=[], metavar="ROW,COL[,LABEL]",
+                   help="a prompt point on that slice; LABEL 1 (default) foreground, 0 background; repeatable")
+    p.add_argument("--box", type=cli_args.box, metavar="R0,C0,R1,C1", help="a box prompt on that slice")
+    p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder (reused and filled)")
+    p.add_argument("--spacing", type=lambda t: cli_args.numbers(t, (3,), "--spacing"), default=None,
+                   metavar="DZ,DY,DX", help="voxel size per axis (physical volumes in the report)")
+    p.add_argument("--iou-threshold", type=float, default=0.8, help="stop below this predicted IoU (default 0.8)")
+    p.add_argument("--area-change", type=float, default=2.5,
+                   help="stop when the area changes more than this factor between slices (default 2.5)")
+    p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    _common(p)
+    p.set_defaults(func=run_propagate)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--axis", type=int, default=0, help="axis whose slices are segmented (default 0)")
+    p.add_argument("--channel", type=int, default=None, help="channel (last axis) of a 4D volume")
+    p.add_argument("--contrast-limits", type=cli_args.limits, default=None, metavar="LO,HI",
+                   help="intensity window for every slice (default: 1st-99.8th percentiles of the volume)")
+    cli_args.add_model_options(p)
+
+
+def _store(args, volume, cache):
+    from .predictor import Predictor
+    from .volume import EmbeddingStore
+    from .weights import load_model
+
+    predictor = Predictor(load_model(args.model, device=args.device), precision=args.precision)
+    return EmbeddingStore(predictor, volume, axis=args.axis, cache_dir=cache, channel=args.channel,
+                          contrast_limits=args.contrast_limits, prefetch=0)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .files import read_image
+
+    volume = read_image(args.volume)
+    store = _store(args, volume, args.cache)
+    with tqdm(total=store.n_slices, unit="slice", desc="embedding") as bar:
+        stats = store.compute_all(progress=lambda done, total: bar.update(done - bar.n))
+    mib = store.disk_bytes() / 2**20
+    print(f"{store.n_slices} slices along axis {store.axis}: {stats['encoded']} computed, "
+          f"{stats['disk_hits']} already cached, {stats['corrupted']} damaged and recomputed; "
+          f"cache {store.cache_path} ({mib:.1f} MiB)")
+    return 0
+
+
+def run_propagate(args: argparse.Namespace) -> int:
+    from .files import read_image, write_labels
+    from .volume import propagate
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another -o path")
+    if not args.point and args.box is None:
+        raise ValueError("give at least one prompt on the slice: --point ROW,COL[,LABEL] (repeatable) or --box")
+    if not 0 < args.label_id <= 65535:
+        raise ValueError("--label-id must be between 1 and 65535")
+    volume = read_image(args.volume)
+    if volume.ndim < 3:
+        raise ValueError(f"{args.volume} is a 2D image (shape {volume.shape}); use `napari-segany segment` for it")
+    store = _store(args, volume, args.cache)
+    if not 0 <= args.slice < store.n_slices:
+        raise ValueError(f"--slice {args.slice} is outside the volume, which has {store.n_slices} slices along "
+                         f"axis {store.axis} (0-{store.n_slices - 1})")
+    predictor = store.predictor
+    predictor.set_embedding(store.get(args.slice, prefetch=False))
+    points = [(r, c) for r, c, _ in args.point] or None
+    labels = [lab for _, _, lab in args.point] or None
+    res = predictor.predict(points=points, labels=labels, box=args.box,
+                            multimask=len(args.point) + (args.box is not None) == 1)
+    seed = res.mask(0)
+    if not seed.any():
+        raise ValueError(f"the prompt gives an empty mask on slice {args.slice}; move the point or draw a box")
+    result = propagate(volume, {args.slice: seed}, store=store, axis=args.axis, spacing=args.spacing,
+                       label_id=args.label_id, iou_threshold=args.iou_threshold, area_change=args.area_change)
+    write_labels(out, result.labels.astype(np.uint16))
+    rep = result.objects[args.label_id]
+    if args.json:
+        print(json.dumps({
+            "output": str(out), "label_id": args.label_id, "seed_slice": args.slice, "seed_score":
+            round(float(res.scores[0]), 4), "slices": rep.slices, "voxels": rep.voxels, "volume": rep.volume,
+            "stops": [{"direction": s.direction, "last": s.last, "at": s.at, "reason": s.reason} for s in rep.stops],
+            "embedded": store.stats["encoded"], "cached": store.stats["disk_hits"],
+        }))
+    else:
+        print(f"wrote {out}")
+        print(result.summary())
+    return 0

@@ -1,0 +1,385 @@
+"""Per-slice embeddings of a volume: on demand, an in-memory LRU, background
+prefetch of neighbours, and an optional disk cache (see :mod:`.cache`)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..predictor import Cancelled, ImageEmbedding
+from ..preprocess import DEFAULT_PERCENTILES, Geometry, intensity_window
+from .cache import SliceCache, slice_hash
+
+__all__ = ["EmbeddingStore", "volume_window"]
+
+WINDOW_SAMPLE_SLICES = 16
+WINDOW_SAMPLE_PIXELS = 250_000  # per sampled slice
+
+
+def take_slice(volume, axis: int, index: int):
+    """``volume`` indexed at ``index`` along ``axis`` (a view for numpy arrays)."""
+    return volume[(slice(None),) * axis + (index,)]
+
+
+def volume_window(volume, axis: int = 0, *, channel: int | None = None,
+                  contrast_limits=None, percentiles=DEFAULT_PERCENTILES) -> tuple[float, float]:
+    """One intensity window for every slice of ``volume``.
+
+    ``contrast_limits`` if given; otherwise the robust ``percentiles`` of a
+    subsample: at most 16 evenly spaced slices along ``axis``, each read on a
+    grid of at most 250,000 pixels (the volume is never loaded whole).
+    """
+    if contrast_limits is not None:
+        return intensity_window(np.zeros((1, 1, 1)), contrast_limits=contrast_limits)
+    n = volume.shape[axis]
+    picks = np.unique(np.linspace(0, n - 1, min(n, WINDOW_SAMPLE_SLICES)).round().astype(int))
+    parts = []
+    for i in picks:
+        plane = np.asarray(take_slice(volume, axis, int(i)))
+        if plane.ndim == 3:
+            plane = plane[..., channel:channel + 1] if channel is not None else plane[..., :3]
+        else:
+            plane = plane[..., None]
+        step = max(1, int(np.ceil(np.sqrt(plane.shape[0] * plane.shape[1] / WINDOW_SAMPLE_PIXELS))))
+        parts.append(plane[::step, ::step].reshape(-1, 1, plane.shape[-1]))
+    return intensity_window(np.concatenate(parts), percentiles=percentiles)
+
+
+class _LRU:
+    """index -> (slice hash, float16 features), bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.items: OrderedDict[int, tuple[str, np.ndarray]] = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, index: int, h: str) -> np.ndarray | None:
+        item = self.items.get(index)
+        if item is None or item[0] != h:
+            return None
+        self.items.move_to_end(index)
+        return item[1]
+
+    def put(self, index: int, h: str, features: np.ndarray) -> None:
+        old = self.items.pop(index, None)
+        if old is not None:
+            self.nbytes -= old[1].nbytes
+        self.items[index] = (h, features)
+        self.nbytes += features.nbytes
+        while self.nbytes > self.max_bytes and len(self.items) > 1:
+            _, (_, dropped) = self.items.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+
+
+class EmbeddingStore:
+    """Embeddings of the 2D slices of a volume along one axis, computed on demand.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        Computes the embeddings (``predictor.encode``); never two at once.
+    volume : array-like, (Z, Y, X) or (Z, Y, X, C)
+        Any array indexable by slices (numpy, zarr, dask...). A 4D volume's
+        last axis holds channels: RGB, or pick one with ``channel``.
+    axis : int
+        The axis whose slices are embedded (0..2).
+    cache_dir : path, optional
+        Folder of the disk cache (zarr, float16, one chunk per slice). One
+        folder per volume is best: two volumes of the same shape and settings
+        sharing one folder overwrite each other's slices (detected, never
+        mixed up). None keeps embeddings in memory only.
+    memory_bytes : int
+        Bound of the in-memory LRU (float16: 2 MiB per slice for SAM models).
+    contrast_limits : (low, high), optional
+        Intensity window for every slice; default: robust percentiles of a
+        subsample of the whole volume (see :func:`volume_window`).
+    channel : int, optional
+        Channel of a 4D volume to use.
+    percentiles : (low, high), optional
+        For the default window; (1, 99.8), or (0, 100) for MedSAM models.
+    prefetch : int
+        After each :meth:`get`, embed this many neighbours on each side in a
+        background thread (0 disables prefetch).
+
+    Embeddings are rounded to float16 whether they come from disk or not, so
+    results do not depend on whether the cache was warm.
+    """
+
+    def __init__(self, predictor, volume, axis: int = 0, cache_dir=None, memory_bytes: int = 512 * 2**20,
+                 contrast_limits=None, channel: int | None = None, percentiles=None, prefetch: int = 2) -> None:
+        if not hasattr(volume, "shape") or not hasattr(volume, "__getitem__"):
+            raise TypeError(f"volume must be an array (numpy, zarr, dask...), got {type(volume).__name__}")
+        spatial = len(volume.shape) - (1 if len(volume.shape) == 4 else 0)
+        if len(volume.shape) not in (3, 4):
+            raise ValueError(f"volume has shape {tuple(volume.shape)}; pass a 3D (Z, Y, X) volume, or 4D "
+                             "(Z, Y, X, C) with channels last; for a single 2D image use Predictor")
+        if not isinstance(axis, (int, np.integer)) or not -spatial <= axis < spatial:
+            raise ValueError(f"axis={axis!r} is not one of the volume's {spatial} spatial axes (0..{spatial - 1})")
+        self.predictor = predictor
+        self.volume = volume
+        self.axis = int(axis) % spatial
+        self.channel = channel
+        self.n_slices = int(volume.shape[self.axis])
+        model = predictor.model
+        profile = getattr(getattr(model, "info", None), "preprocess", "sam")
+        if percentiles is None:
+            percentiles = (0.0, 100.0) if profile == "medsam" else DEFAULT_PERCENTILES
+        self.window = volume_window(volume, self.axis, channel=channel, contrast_limits=contrast_limits,
+                                    percentiles=percentiles)
+        plane_shape = tuple(int(s) for i, s in enumerate(volume.shape[:spatial]) if i != self.axis)
+        self.slice_shape = plane_shape
+        self.geometry = Geometry.for_image(plane_shape, model.image_size, profile)
+        self.stats: Counter = Counter()
+        self._memory = _LRU(memory_bytes)
+        self._disk: SliceCache | None = None
+        if cache_dir is not None:
+            if ":" not in predictor.model_id:
+                raise ValueError("the model has no file digest (it was not loaded with load_model), so its "
+                                 "cached embeddings could not be told from another model's; load it with "
+                                 "napari_segany.load_model or pass cache_dir=None")
+            g = model.embedding_size
+            settings = {
+                "model_id": predictor.model_id, "window": [float(v) for v in self.window],
+                "channel": channel, "axis": self.axis, "volume_shape": [int(s) for s in volume.shape],
+                "dtype": np.dtype(volume.dtype).str, "image_size": int(model.image_size), "profile": profile,
+            }
+            self._disk = SliceCache(cache_dir, settings, (self.n_slices, 256, g, g))
+        self.prefetch_radius = int(prefetch)
+        # threading: one encode at a time; the worker yields to callers
+        self._encode_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._mem_lock = threading.Lock()
+        self._queue: list[int] = []
+        self._wanted: Counter = Counter()  # slices callers are waiting for
+        self._inflight: int | None = None
+        self._generation = 0
+        self._closed = False
+        self._worker: threading.Thread | None = None
+
+    # -- public -------------------------------------------------------------
+    @property
+    def cache_path(self):
+        """Folder of this volume's disk cache (None without ``cache_dir``)."""
+        return None if self._disk is None else self._disk.path
+
+    def __len__(self) -> int:
+        return self.n_slices
+
+    def slice(self, index: int) -> np.ndarray:
+        """The 2D (or H x W x C) image of slice ``index``."""
+        return np.asarray(take_slice(self.volume, self.axis, self._check(index)))
+
+    def get(self, index: int, *, should_stop: Callable[[], bool] | None = None,
+            prefetch: bool = True) -> ImageEmbedding:
+        """The embedding of slice ``index``: from memory, disk, or computed now.
+
+        Blocks while it is computed (a running background prefetch is
+        interrupted to make room). ``should_stop`` cancels that computation
+        (:class:`~napari_segany.Cancelled`). With ``prefetch``, the
+        neighbours are then embedded in the background.
+        """
+        i = self._check(index)
+        image = self.slice(i)
+        h = slice_hash(image)
+        features = self._lookup(i, h)
+        if features is None:
+            features = self._compute_now(i, image, h, should_stop)
+        if prefetch and self.prefetch_radius > 0:
+            r = self.prefetch_radius
+            near = sorted((j for j in range(i - r, i + r + 1) if 0 <= j < self.n_slices and j != i),
+                          key=lambda j: (abs(j - i), j))
+            self.prefetch(near)
+        return self._embedding(features)
+
+    __getitem__ = get
+
+    def peek(self, index: int) -> ImageEmbedding | None:
+        """The embedding if it is in memory now, else None; never computes."""
+        i = self._check(index)
+        with self._mem_lock:
+            features = self._memory.get(i, slice_hash(self.slice(i)))
+        return None if features is None else self._embedding(features)
+
+    def status(self, index: int) -> str:
+        """``"memory"``, ``"disk"`` (valid record for the current slice) or ``"missing"``."""
+        i = self._check(index)
+        h = slice_hash(self.slice(i))
+        with self._mem_lock:
+            if self._memory.get(i, h) is not None:
+                return "memory"
+        if self._disk is not None:
+            rec = self._disk.record(i)
+            if rec is not None and rec.get("slice_hash") == h:
+                return "disk"
+        return "missing"
+
+    def prefetch(self, indices: Iterable[int]) -> None:
+        """Embed these slices in the background, in order, replacing any
+        earlier pending request; returns at once."""
+        wanted = [self._check(i) for i in indices]
+        with self._cond:
+            if self._closed:
+                return
+            self._queue = wanted
+            if self._inflight is not None and self._inflight not in wanted:
+                self._generation += 1  # interrupt a stale prefetch
+            if self._worker is None and wanted:
+                self._worker = threading.Thread(target=self._work, name="segany-prefetch", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def cancel_prefetch(self) -> None:
+        """Drop pending prefetches and interrupt the running one."""
+        with self._cond:
+            self._queue = []
+            self._generation += 1
+            self._cond.notify_all()
+
+    def compute_all(self, indices: Iterable[int] | None = None, *, progress: Callable[[int, int], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> Counter:
+        """Make sure every slice (or ``indices``) is embedded and cached; returns ``stats``."""
+        todo = list(range(self.n_slices)) if indices is None else [self._check(i) for i in indices]
+        for k, i in enumerate(todo):
+            if should_stop is not None and should_stop():
+                raise Cancelled("embedding was cancelled")
+            self.get(i, should_stop=should_stop, prefetch=False)
+            if progress is not None:
+                progress(k + 1, len(todo))
+        return self.stats
+
+    def memory_bytes(self) -> int:
+        return self._memory.nbytes
+
+    def disk_bytes(self) -> int:
+        return 0 if self._disk is None else self._disk.disk_bytes()
+
+    def close(self) -> None:
+        """Stop the background worker (pending prefetches are dropped)."""
+        with self._cond:
+            self._closed = True
+            self._queue = []
+            self._generation += 1
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+
+    def __enter__(self) -> "EmbeddingStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------
+    def _check(self, index) -> int:
+        if not isinstance(index, (int, np.integer)) or not -self.n_slices <= index < self.n_slices:
+            raise IndexError(f"slice {index!r} is outside the volume, which has {self.n_slices} slices "
+                             f"along axis {self.axis} (0..{self.n_slices - 1})")
+        return int(index) % self.n_slices
+
+    def _embedding(self, features: np.ndarray) -> ImageEmbedding:
+        return ImageEmbedding(features.astype(np.float32), self.geometry, self.predictor.model_id, self.window)
+
+    def _lookup(self, i: int, h: str, count: bool = True) -> np.ndarray | None:
+        with self._mem_lock:
+            features = self._memory.get(i, h)
+        if features is not None:
+            self.stats["memory_hits"] += count
+            return features
+        if self._disk is None:
+            return None
+        state, features = self._disk.read(i, h)
+        if state == "hit":
+            self.stats["disk_hits"] += count
+            with self._mem_lock:
+                self._memory.put(i, h, features)
+            return features
+        if state == "corrupted":
+            self.stats["corrupted"] += count
+        return None
+
+    def _encode(self, image: np.ndarray, should_stop) -> np.ndarray:
+        emb = self.predictor.encode(image, channel=self.channel, contrast_limits=self.window,
+                                    should_stop=should_stop)
+        self.stats["encoded"] += 1
+        return np.asarray(emb.features, dtype=np.float16)
+
+    def _keep(self, i: int, h: str, features: np.ndarray) -> None:
+        with self._mem_lock:
+            self._memory.put(i, h, features)
+
+    def _compute_now(self, i: int, image: np.ndarray, h: str, should_stop) -> np.ndarray:
+        with self._cond:
+            self._wanted[i] += 1
+            self._cond.notify_all()
+            while self._inflight == i:  # the worker is on this very slice: wait for it
+                self._cond.wait(0.05)
+                if should_stop is not None and should_stop():
+                    self._wanted[i] -= 1
+                    raise Cancelled("embedding was cancelled")
+        try:
+            with self._encode_lock:
+                features = self._lookup(i, h, count=False)
+                if features is not None:
+                    return features
+                features = self._encode(image, should_stop)
+                self._keep(i, h, features)
+                if self._disk is not None:
+                    self._disk.write(i, h, features)
+                return features
+        finally:
+            with self._cond:
+                self._wanted[i] -= 1
+                if self._wanted[i] <= 0:
+                    del self._wanted[i]
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                i = self._queue.pop(0)
+                generation = self._generation
+            try:
+                image = self.slice(i)
+                h = slice_hash(image)
+                if self._lookup(i, h, count=False) is not None:
+                    continue
+                self._prefetch_one(i, image, h, generation)
+            except Exception:  # a prefetch failure must never kill the worker; get() will report it
+                self.stats["prefetch_errors"] += 1
+
+    def _prefetch_one(self, i: int, image: np.ndarray, h: str, generation: int) -> None:
+        def stale() -> bool:
+            return self._closed or self._generation != generation or any(w != i for w in self._wanted)
+
+        if not self._encode_lock.acquire(timeout=0.5):
+            with self._cond:  # a caller is encoding: retry this one later
+                if not stale() and i not in self._queue:
+                    self._queue.append(i)
+            return
+        try:
+            if stale() or self._lookup(i, h, count=False) is not None:
+                return
+            with self._cond:
+                self._inflight = i
+            try:
+                features = self._encode(image, stale)
+            except Cancelled:
+                self.stats["prefetch_cancelled"] += 1
+                return
+            else:
+                self._keep(i, h, features)
+                self.stats["prefetched"] += 1
+            finally:
+                with self._cond:
+                    self._inflight = None
+                    self._cond.notify_all()
+            if self._disk is not None:
+                self._disk.write(i, h, features)
+        finally:
+            self._encode_lock.release()
