@@ -3,46 +3,18 @@ weights, saved in the official checkpoint schema: the oracle for parity."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 
+from napari_segany.benchmark import randomise_weights, reference_model
 
-def randomise_constants(model: torch.nn.Module, seed: int = 0) -> None:
-    """Seeded random weights that make parity tests sensitive: matrices get
-    std 1/sqrt(fan_in) (default inits are so small that attention is nearly
-    uniform, which hides layout mistakes), and every tensor that default
-    initialisation leaves constant (LayerNorm ones/zeros, relative-position
-    tables, position embeddings, BN statistics) gets random values."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point() or t.numel() < 2:
-                continue
-            if t.ndim >= 2 and name.endswith("weight") and "gaussian" not in name:
-                fan_in = t[0].numel() if t.ndim > 2 else t.shape[1]
-                t.copy_(torch.randn(t.shape, generator=gen) / fan_in**0.5)
-            elif float(t.std()) == 0.0:
-                noise = torch.randn(t.shape, generator=gen) * 0.1
-                if name.endswith("running_var"):
-                    t.copy_(1.0 + noise.abs())
-                else:
-                    t.add_(noise)
+randomise_constants = randomise_weights  # seeded random weights for any model
 
 
-def reference_sam(arch: str, seed: int = 0, image_size: int | None = None) -> torch.nn.Module:
+def reference_sam(arch: str, seed: int = 0) -> torch.nn.Module:
     """The reference package's model for ``arch`` with seeded random weights."""
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if arch == "vit_t":
-            from mobile_sam import sam_model_registry
-        else:
-            from segment_anything import sam_model_registry
-    model = sam_model_registry[arch]()
-    randomise_constants(model, seed)
-    return model.eval()
+    return reference_model(arch, seed)
 
 
 def reference_vit_encoder(arch: str, image_size: int, seed: int = 0) -> torch.nn.Module:

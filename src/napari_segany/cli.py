@@ -17,6 +17,8 @@ import sys
 COMMAND_MODULES = (
     "napari_segany.cli_segment",
     "napari_segany.cli_models",
+    "napari_segany.cli_volume",
+    "napari_segany.cli_bench",
 )
 
 

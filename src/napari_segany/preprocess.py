@@ -153,14 +153,20 @@ class Geometry:
         return corners.reshape(*box.shape[:-1], 4)
 
 
-def encoder_input(unit: np.ndarray, geometry: Geometry, device: torch.device) -> torch.Tensor:
-    """H x W x C image in [0, 1] -> 1 x 3 x S x S encoder input."""
+def resized_input(unit: np.ndarray, geometry: Geometry, device: torch.device) -> torch.Tensor:
+    """H x W x C image in [0, 1] -> 1 x 3 x h x w, resized to ``geometry.input_size``."""
     x = torch.from_numpy(np.ascontiguousarray(unit)).to(device)
     x = x.permute(2, 0, 1)[None]
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     if tuple(x.shape[-2:]) != geometry.input_size:
         x = F.interpolate(x, size=geometry.input_size, mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def encoder_input(unit: np.ndarray, geometry: Geometry, device: torch.device) -> torch.Tensor:
+    """H x W x C image in [0, 1] -> 1 x 3 x S x S encoder input."""
+    x = resized_input(unit, geometry, device)
     if geometry.profile == "medsam":
         return x.contiguous()
     mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)

@@ -51,7 +51,10 @@ def attention_with_rel_pos(
     h, w = hw
     table_h = relative_position_table(h, rel_pos_h).to(q.dtype)  # H x H x d
     table_w = relative_position_table(w, rel_pos_w).to(q.dtype)  # W x W x d
-    rows_per_chunk = max(1, QUERY_CHUNK // w)
+    rows_per_chunk = min(h, max(1, QUERY_CHUNK // w))
+    # one bias buffer reused by every chunk: fresh multi-100-MB allocations
+    # cost more in page faults than the additions themselves
+    buffer = q.new_empty(b, n_heads, rows_per_chunk, w, h, w)
     outputs = []
     for r0 in range(0, h, rows_per_chunk):
         r1 = min(h, r0 + rows_per_chunk)
@@ -59,7 +62,9 @@ def attention_with_rel_pos(
         rq = q_rows.reshape(b, n_heads, r1 - r0, w, dim)
         bias_h = torch.einsum("bnhwc,hkc->bnhwk", rq, table_h[r0:r1])
         bias_w = torch.einsum("bnhwc,wkc->bnhwk", rq, table_w)
-        bias = (bias_h[..., :, None] + bias_w[..., None, :]).reshape(b, n_heads, (r1 - r0) * w, length)
+        bias = buffer[:, :, : r1 - r0]
+        torch.add(bias_h[..., :, None], bias_w[..., None, :], out=bias)
+        bias = bias.view(b, n_heads, (r1 - r0) * w, length)
         outputs.append(F.scaled_dot_product_attention(q_rows, k, v, attn_mask=bias))
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
