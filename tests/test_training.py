@@ -1,0 +1,128 @@
+"""Fast checks of the training groundwork (generator, prompts, losses, smoke training, evaluation rules)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training import baseline  # noqa: E402
+from training.losses import dice_loss, focal_loss, sam_loss  # noqa: E402
+from training.prompts import (  # noqa: E402
+    centre_correction, farthest_interior_point, jittered_box, random_point, tight_box,
+)
+from training.synth import KINDS, generate  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generator_is_deterministic_and_masks_are_exact(kind):
+    a, b = generate(7, (128, 160), kind), generate(7, (128, 160), kind)
+    assert a.image.dtype == b.image.dtype and np.array_equal(a.image, b.image)
+    assert np.array_equal(a.masks, b.masks) and len(a.masks) > 0
+    assert a.masks.shape[1:] == a.image.shape == (128, 160)
+    clean = generate(7, (128, 160), kind, noise=False)
+    assert np.array_equal(clean.masks, a.masks)  # noise changes the image only
+    fg = clean.clean
+    union = a.masks.any(0)
+    if kind == "nuclei":  # the signal is exactly the union of the objects' supports
+        assert np.array_equal(fg > 0, union)
+    elif kind == "cells":  # membranes are drawn inside their cell's mask
+        assert not (fg[~union] > 0).any()
+    for i, p in enumerate(a.parents):  # nested objects lie inside their parent
+        if p >= 0:
+            assert not (a.masks[i] & ~a.masks[p]).any()
+    lab = a.labels()
+    assert lab.max() <= len(a.masks) and set(np.unique(lab)) - {0} <= set(range(1, len(a.masks) + 1))
+
+
+def test_prompts_points_and_boxes():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((100, 120), bool)
+    mask[20:50, 30:90] = True
+    for _ in range(50):
+        r, c = random_point(mask, rng)
+        assert mask[r, c]
+        b = jittered_box(mask, rng)
+        assert b[2] > b[0] and b[3] > b[1]
+        assert max(abs(v - t) for v, t in zip(b, tight_box(mask))) <= 20.0 + 1e-9
+        assert 0 <= b[0] and b[2] <= 99 and 0 <= b[1] and b[3] <= 119
+    assert tight_box(mask) == (20, 30, 49, 89)
+
+
+def test_losses_small_for_perfect_prediction_and_gradients_flow():
+    target = torch.zeros(2, 32, 32)
+    target[:, 8:20, 8:20] = 1
+    perfect = (target * 2 - 1)[:, None].repeat(1, 3, 1, 1) * 20
+    assert float(focal_loss(perfect, target[:, None]).max()) < 1e-6
+    assert float(dice_loss(perfect, target[:, None]).max()) < 1e-3
+    logits = torch.zeros(2, 3, 32, 32, requires_grad=True)
+    iou = torch.zeros(2, 3, requires_grad=True)
+    loss, stats = sam_loss(logits, iou, target)
+    loss.backward()
+    assert logits.grad.abs().sum() > 0 and iou.grad is not None
+    good, _ = sam_loss(perfect, torch.ones(2, 3), target)
+    assert float(good) < 1e-3 < float(loss.detach())
+
+
+def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
+    from napari_segany import Predictor
+    from napari_segany.weights import load_model
+    from training.train import main
+
+    out = tmp_path / "smoke.pt"
+    assert main(["--out", str(out), "--steps", "3", "--threads", "1", "--objects", "4", "--iters", "2",
+                 "--crop", "128", "--log-every", "1"]) == 0
+    model = load_model(out, device="cpu")
+    assert model.image_size == 512 and model.info.arch == "vit_t" and model.info.preprocess == "sam"
+    pred = Predictor(model)
+    pred.set_image(np.random.default_rng(0).integers(0, 4000, (96, 80)).astype(np.uint16))
+    result = pred.predict(points=[(40, 30)])
+    assert result.masks.shape == (3, 96, 80) and result.logits.shape == (3, 128, 128)
+
+
+def test_crop_encoder_matches_full_forward():
+    from napari_segany.model import build_sam
+    from training.train import encode
+
+    model = build_sam("vit_t", 128).eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(encode(model.image_encoder, x), model.image_encoder(x))
+
+
+def test_evaluation_geometry_on_real_labels(nuclei2d):
+    image, labels = nuclei2d
+    ids = [i for i in np.unique(labels) if i][:25]
+    for i in ids:
+        gt = labels == i
+        r, c = farthest_interior_point(gt)
+        assert gt[r, c]
+        pred = np.roll(gt, 3, axis=1)  # a shifted prediction: misses on the left, extra on the right
+        rr, cc, lab = centre_correction(pred, gt)
+        assert (gt[rr, cc] and not pred[rr, cc] and lab == 1) or (pred[rr, cc] and not gt[rr, cc] and lab == 0)
+    assert centre_correction(gt, gt) is None
+
+
+def test_baseline_answers_prompts_on_real_data(nuclei2d):
+    image, labels = nuclei2d
+    smooth = baseline.prepare(image)
+    i = [i for i in np.unique(labels) if i][0]
+    gt = labels == i
+    point = farthest_interior_point(gt)
+    for mask in (baseline.segment_click(smooth, point), baseline.segment_box(smooth, tight_box(gt)),
+                 baseline.segment_clicks(smooth, [point], [1])):
+        assert mask.shape == gt.shape and mask.dtype == bool and mask[point]

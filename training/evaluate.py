@@ -1,0 +1,211 @@
+"""Evaluation on the real sample data (never used for training), for a model and a classical baseline.
+
+    python -m training.evaluate --model model.pt --out results/eval      # model + baseline
+    python -m training.evaluate --baseline-only --out results/baseline
+
+Protocols (prompts derived from the ground truth, identical for both methods):
+
+- 2D nuclei (``nuclei2d``, 125 objects), per object:
+  ``click``: one positive click at the interior point farthest from the
+  boundary (multimask output, best-scored candidate);
+  ``box``: the tight box (inclusive maxima, single-mask output);
+  ``click+k``: from the ``click`` result, up to 4 correction clicks, each at
+  the centre of the largest error region (positive on a miss, negative on a
+  spurious region; :func:`training.prompts.centre_correction`), all clicks
+  plus the previous logits as ``mask_input`` (single-mask output). IoU after
+  each click is reported (an exact mask stays exact).
+- 3D nuclei (``nuclei3d``, 20 objects): one click (rule above) on the
+  object's middle slice (mid-way between its first and last slice, or the
+  nearest slice holding it), then :func:`napari_segany.propagate` with its
+  defaults and the sample's voxel size; 3D IoU of the result.
+
+The classical baseline is :mod:`training.baseline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_segany.sample_data import load_sample, voxel_size
+
+from . import baseline
+from .prompts import centre_correction, farthest_interior_point, tight_box
+
+N_CORRECTIONS = 4
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean arrays (1.0 when both are empty)."""
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def objects(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(id, bool mask) per non-zero label, in id order."""
+    return [(int(i), labels == i) for i in np.unique(labels) if i != 0]
+
+
+def middle_slice(mask3d: np.ndarray) -> int:
+    """The slice mid-way between the first and last slice holding the object (or the nearest holding it)."""
+    zs = np.flatnonzero(mask3d.any(axis=(1, 2)))
+    mid = (zs[0] + zs[-1]) // 2
+    return int(zs[np.argmin(np.abs(zs - mid))])
+
+
+class ModelMethod:
+    """The protocols' prompts served by a :class:`napari_segany.Predictor`."""
+
+    name = "model"
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+
+    def click(self, point):
+        pred = self.predictor.predict(points=[point], multimask=True)
+        return pred.mask(0), pred.logits[0]
+
+    def box(self, box):
+        return self.predictor.predict(box=box, multimask=False).mask(0)
+
+    def refine(self, points, labels, state):
+        pred = self.predictor.predict(points=points, labels=labels, mask_input=state, multimask=False)
+        return pred.mask(0), pred.logits[0]
+
+    def volume(self, volume, z, point, spacing):
+        from napari_segany import EmbeddingStore, propagate
+
+        if getattr(self, "_volume", None) is not volume:  # one store (embeddings) per volume
+            self._store = EmbeddingStore(self.predictor, volume, axis=0, prefetch=0)
+            self._volume = volume
+        self.predictor.set_embedding(self._store.get(z))
+        seed, _ = self.click(point)
+        result = propagate(volume, {z: seed}, store=self._store, spacing=spacing, label_id=1)
+        return result.labels == 1
+
+
+class BaselineMethod:
+    """The same prompts answered by :mod:`training.baseline`."""
+
+    name = "baseline"
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.image = baseline.prepare(image)
+
+    def click(self, point):
+        mask = baseline.segment_click(self.image, point)
+        return mask, mask  # the state carried to corrections is the previous mask
+
+    def box(self, box):
+        return baseline.segment_box(self.image, box)
+
+    def refine(self, points, labels, state):
+        mask = baseline.segment_clicks(self.image, points, labels, previous=state)
+        return mask, mask
+
+    def volume(self, volume, z, point, spacing):
+        return baseline.segment_volume(volume, z, point)
+
+
+def eval_2d(method, image, labels) -> dict:
+    """The three 2D protocols; returns per-object IoUs and their means."""
+    method.set_image(image)
+    res = {"click": [], "box": [], "corrections": []}
+    for _, gt in objects(labels):
+        point = farthest_interior_point(gt)
+        mask, state = method.click(point)
+        res["click"].append(iou(mask, gt))
+        res["box"].append(iou(method.box(tight_box(gt)), gt))
+        points, labs, curve = [point], [1], [res["click"][-1]]
+        for _ in range(N_CORRECTIONS):
+            click = centre_correction(mask, gt)
+            if click is None:
+                curve.append(curve[-1])
+                continue
+            points.append(click[:2])
+            labs.append(click[2])
+            mask, state = method.refine(points, labs, state)
+            curve.append(iou(mask, gt))
+        res["corrections"].append(curve)
+    curves = np.array(res["corrections"])
+    return {"n": len(res["click"]), "click": float(np.mean(res["click"])), "box": float(np.mean(res["box"])),
+            "after_clicks": [float(v) for v in curves.mean(0)], "per_object": res}
+
+
+def eval_3d(method, volume, labels, spacing) -> dict:
+    """One click on each object's middle slice, then propagation; 3D IoU per object."""
+    ious = []
+    for _, gt in objects(labels):
+        z = middle_slice(gt)
+        point = farthest_interior_point(gt[z])
+        ious.append(iou(method.volume(volume, z, point, spacing), gt))
+    return {"n": len(ious), "propagate": float(np.mean(ious)), "per_object": ious}
+
+
+def _model_method(path: str, threads: int | None) -> ModelMethod:
+    import torch
+
+    from napari_segany import Predictor
+    from napari_segany.weights import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    return ModelMethod(Predictor(load_model(path, device="cpu")))
+
+
+def table(results: dict) -> str:
+    """Markdown table: one row per method, one column per protocol."""
+    head = ["method", "1 click", "box", "+1 corr.", "+2 corr.", "+3 corr.", "+4 corr.", "3D propagate"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        d2, d3 = r.get("2d", {}), r.get("3d", {})
+        ac = d2.get("after_clicks", [float("nan")] * 5)
+        vals = [d2.get("click", float("nan")), d2.get("box", float("nan")), *ac[1:], d3.get("propagate", float("nan"))]
+        rows.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="checkpoint path or registry name (served through load_model + Predictor)")
+    p.add_argument("--baseline-only", action="store_true")
+    p.add_argument("--no-3d", action="store_true", help="skip the 3D protocol")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
+    args = p.parse_args(argv)
+    if not args.model and not args.baseline_only:
+        p.error("pass --model PATH or --baseline-only")
+    img2, lab2 = load_sample("nuclei2d"), load_sample("nuclei2d_labels")
+    vol, lab3 = load_sample("nuclei3d"), load_sample("nuclei3d_labels")
+    spacing = voxel_size("nuclei3d")
+    methods = [BaselineMethod()]
+    if args.model:
+        methods.insert(0, _model_method(args.model, args.threads))
+    results = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        key = m.name if m.name == "baseline" else f"model ({Path(args.model).name})"
+        results[key] = {"2d": eval_2d(m, img2, lab2)}
+        if not args.no_3d:
+            results[key]["3d"] = eval_3d(m, vol, lab3, spacing)
+        results[key]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"{key}: {results[key]['seconds']} s", flush=True)
+    md = table(results)
+    print(md)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    args.out.with_suffix(".md").write_text(md + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""SAM's training losses: focal + dice on mask logits (the best candidate only), MSE for the IoU head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+FOCAL_WEIGHT = 20.0  # SAM: focal : dice = 20 : 1
+DICE_WEIGHT = 1.0
+IOU_WEIGHT = 1.0
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Per-mask sigmoid focal loss, mean over pixels.
+
+    logits: ... x H x W; target: broadcastable, values in {0, 1}. Returns ... .
+    """
+    prob = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="none")
+    p_t = prob * target + (1 - prob) * (1 - target)
+    a_t = alpha * target + (1 - alpha) * (1 - target)
+    return (a_t * ce * (1 - p_t) ** gamma).flatten(-2).mean(-1)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Per-mask soft dice loss. logits: ... x H x W; target broadcastable. Returns ... ."""
+    prob = torch.sigmoid(logits).flatten(-2)
+    t = target.expand_as(logits).flatten(-2)
+    return 1 - (2 * (prob * t).sum(-1) + eps) / (prob.sum(-1) + t.sum(-1) + eps)
+
+
+@torch.no_grad()
+def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of the thresholded (> 0) logits with the target, per mask. ... x H x W -> ... ."""
+    pred = (logits > 0).flatten(-2)
+    t = (target > 0.5).expand_as(logits).flatten(-2)
+    inter = (pred & t).sum(-1).float()
+    union = (pred | t).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+
+
+def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """SAM's loss for B objects with K candidate masks each.
+
+    Parameters
+    ----------
+    logits : B x K x H x W mask logits (at the target's resolution)
+    iou_pred : B x K predicted IoU
+    target : B x H x W float {0, 1}
+
+    Returns
+    -------
+    loss : scalar
+        Mean over objects of (20 focal + dice) of the candidate with the
+        lowest such loss, plus the MSE between every candidate's predicted and
+        actual IoU.
+    stats : dict
+        ``mask`` and ``iou`` loss parts, ``best`` (B,) index of the chosen
+        candidate, ``iou`` (B x K) actual IoUs.
+    """
+    t = target[:, None].float()
+    per = FOCAL_WEIGHT * focal_loss(logits, t) + DICE_WEIGHT * dice_loss(logits, t)  # B x K
+    best = per.argmin(dim=1)
+    mask_part = per.gather(1, best[:, None]).mean()
+    actual = mask_iou(logits, t)
+    iou_part = F.mse_loss(iou_pred, actual)
+    return mask_part + IOU_WEIGHT * iou_part, {
+        "mask": float(mask_part.detach()), "iou_mse": float(iou_part.detach()), "best": best, "iou": actual,
+    }

@@ -1,0 +1,286 @@
+"""Train a ``vit_t`` (TinyViT encoder + SAM prompt encoder/decoder) from scratch on procedural data.
+
+    python -m training.train --out model.pt --minutes 85 --seed 0
+
+What one step does (all in fp32 on the CPU):
+
+1. Render a scene (:mod:`training.synth`) at 512 x 512, 256 x 256 or a
+   non-square size, and prepare it exactly like :class:`napari_segany.Predictor`
+   (``intensity_window`` with the default percentiles, ``to_unit_range``,
+   ``Geometry.for_image``, ``encoder_input``): longest side resized to the
+   model size, ImageNet mean/std, zero padding.
+2. Cut a ``crop`` x ``crop`` window (default 256, offset a multiple of 16) out
+   of the 512 x 512 model frame and run the encoder on it only. TinyViT has no
+   positional embedding, so the crop's embedding is (up to border effects) the
+   matching part of the full-frame embedding; the decoder gets the matching
+   window of the dense positional encoding and prompts in full-frame model
+   coordinates, so what is learnt is exactly what the 512 model serves. This
+   makes a step about 4x cheaper than a full frame.
+3. For up to ``objects`` objects in the window: a first prompt (one random
+   point with multimask output, or a jittered box), then ``iters - 1``
+   correction rounds, each adding a click from the error region of the
+   previous best-scored candidate and feeding that candidate's logits back as
+   ``mask_input`` (single-mask output), as in SAM's training.
+4. Loss: focal + dice of the best candidate at crop resolution + MSE of the
+   predicted IoU (:mod:`training.losses`), summed over rounds; AdamW with
+   warm-up and cosine decay; one backward per step.
+
+The data of step ``i`` depends only on ``(seed, i)``, so a run with
+``--steps N`` is reproducible (same torch build, same thread count). With only
+``--minutes`` the step count is fixed from the speed of the first steps and
+logged; rerun with that ``--steps`` to reproduce the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_segany.model import build_sam
+from napari_segany.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_input, intensity_window, to_unit_range
+
+from .losses import sam_loss
+from .prompts import jittered_box, random_point, sampled_correction
+from .synth import generate
+
+PATCH = 16
+
+
+def encode(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT forward without its input-size check (any multiple of 16): B x 3 x s x s -> B x 256 x s/16 x s/16."""
+    x = encoder.patch_embed(x)
+    for stage in encoder.layers:
+        x = stage(x)
+    return encoder.neck(x)
+
+
+def render(rng: np.random.Generator, image_size: int):
+    """One scene prepared like the Predictor does: (1 x 3 x S x S input, N x S x S bool masks, geometry)."""
+    u = rng.random()
+    if u < 0.55:
+        shape = (512, 512)
+    elif u < 0.8:
+        shape = (256, 256)  # upsampled by the predictor, like the 256 x 256 nuclei3d slices
+    else:
+        long = int(rng.integers(256, 769))
+        shape = (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
+    sample = generate(rng, shape)
+    data = sample.image[..., None]
+    unit = to_unit_range(data, intensity_window(data, percentiles=DEFAULT_PERCENTILES))
+    geometry = Geometry.for_image(shape, image_size, "sam")
+    x = encoder_input(unit, geometry, torch.device("cpu"))
+    return x, sample.masks, geometry
+
+
+def frame_masks(masks: np.ndarray, geometry: Geometry) -> torch.Tensor:
+    """N x H x W bool masks -> N x S x S float {0, 1} in the model frame (resized like the image, padded)."""
+    m = torch.from_numpy(masks.astype(np.float32))[:, None]
+    if tuple(m.shape[-2:]) != geometry.input_size:
+        m = F.interpolate(m, size=geometry.input_size, mode="bilinear", align_corners=False, antialias=True)
+    s = geometry.model_size
+    m = F.pad(m, (0, s - geometry.input_size[1], 0, s - geometry.input_size[0]))
+    return (m[:, 0] > 0.5).float()
+
+
+def pick_window(rng, geometry: Geometry, crop: int) -> tuple[int, int]:
+    """Top-left (row, col) of a crop window inside the image part of the frame, multiples of 16."""
+    def start(extent):
+        top = max(0, min(extent, geometry.model_size) - crop)
+        return int(rng.integers(top // PATCH + 1)) * PATCH
+    return start(geometry.input_size[0]), start(geometry.input_size[1])
+
+
+def choose_objects(rng, window_masks: torch.Tensor, n: int, min_area: int = 12) -> np.ndarray:
+    """Indices of up to ``n`` objects with at least ``min_area`` pixels in the window."""
+    areas = window_masks.flatten(1).sum(1).numpy()
+    ok = np.flatnonzero(areas >= min_area)
+    return rng.permutation(ok)[:n]
+
+
+def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, multimask):
+    """One batched decoder call for K objects; logits upsampled to crop resolution."""
+    pts = None
+    if prompt_pts is not None:
+        pts = (torch.tensor(np.asarray(prompt_pts), dtype=torch.float32),
+               torch.tensor(np.asarray(prompt_lab), dtype=torch.int64))
+    bx = None if boxes is None else torch.tensor(np.asarray(boxes), dtype=torch.float32)
+    sparse, dense = model.prompt_encoder(pts, bx, mask_in)
+    if dense.shape[-2:] != feats.shape[-2:]:  # no mask prompt: the no-mask embedding, window-sized
+        dense = dense[..., : feats.shape[-2], : feats.shape[-1]]
+    low, iou = model.mask_decoder(feats, pe, sparse, dense, multimask)
+    up = F.interpolate(low, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    return low, up, iou
+
+
+def train_step(model, rng, args) -> dict:
+    """Render, prompt, decode for ``args.iters`` rounds; returns the loss tensor and stats."""
+    x, masks, geometry = render(rng, args.image_size)
+    oy, ox = pick_window(rng, geometry, args.crop)
+    crop = args.crop
+    full = frame_masks(masks, geometry) if len(masks) else torch.zeros(0, args.image_size, args.image_size)
+    window = full[:, oy : oy + crop, ox : ox + crop]
+    idx = choose_objects(rng, window, args.objects)
+    if len(idx) == 0:
+        return {"skipped": True}
+    targets = window[idx]
+    tgt_np = targets.numpy() > 0.5
+    feats = encode(model.image_encoder, x[..., oy : oy + crop, ox : ox + crop])
+    g = crop // PATCH
+    pe = model.prompt_encoder.get_dense_pe()[..., oy // PATCH : oy // PATCH + g, ox // PATCH : ox // PATCH + g]
+    use_box = rng.random() < 0.5
+    # prompts in full-frame model coordinates (x, y)
+    boxes = None
+    pts, labs = [], []
+    if use_box:
+        boxes = []
+        for t in tgt_np:
+            r0, c0, r1, c1 = jittered_box(t, rng)
+            boxes.append([c0 + ox, r0 + oy, c1 + ox, r1 + oy])
+        pts, labs = None, None
+    else:
+        for t in tgt_np:
+            r, c = random_point(t, rng)
+            pts.append([[c + ox, r + oy]])
+            labs.append([1])
+    total, stats, mask_in = 0.0, [], None
+    for it in range(args.iters):
+        multimask = it == 0 and not use_box
+        low, up, iou = decode(model, feats, pe, targets, pts, labs, boxes, mask_in, multimask)
+        loss, st = sam_loss(up, iou, targets)
+        total = total + loss
+        chosen = iou.detach().argmax(1)
+        stats.append(float(st["iou"].gather(1, chosen[:, None]).mean()))
+        if it == args.iters - 1:
+            break
+        mask_in = low.detach()[torch.arange(len(idx)), chosen][:, None]
+        pred = (up.detach()[torch.arange(len(idx)), chosen] > 0).numpy()
+        new_pts, new_lab = [], []
+        for p, t in zip(pred, tgt_np):
+            click = sampled_correction(p, t, rng)
+            if click is None:
+                new_pts.append([0.0, 0.0])
+                new_lab.append(-1)
+            else:
+                new_pts.append([click[1] + ox, click[0] + oy])
+                new_lab.append(click[2])
+        if pts is None:
+            pts, labs = [[p] for p in new_pts], [[lab] for lab in new_lab]
+        else:
+            pts = [a + [p] for a, p in zip(pts, new_pts)]
+            labs = [a + [lab] for a, lab in zip(labs, new_lab)]
+    return {"loss": total / args.iters, "iou_rounds": stats, "objects": len(idx), "box": use_box}
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of ``base`` at ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = None) -> None:
+    """Write our checkpoint format atomically: {"model": state_dict, "config": {...}}."""
+    config = {"arch": "vit_t", "image_size": int(args.image_size), "preprocess": "sam", "name": args.name,
+              "training": {"seed": int(args.seed), "steps": int(step), "crop": int(args.crop),
+                           "objects": int(args.objects), "iters": int(args.iters), "lr": float(args.lr),
+                           "torch": str(torch.__version__), **(extra or {})}}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": state, "config": config}, tmp)
+    os.replace(tmp, path)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (our format, .pt)")
+    p.add_argument("--minutes", type=float, default=85.0, help="wall-clock budget (default 85)")
+    p.add_argument("--steps", type=int, default=None, help="fixed step count (reproducible); else from --minutes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--crop", type=int, default=256, help="encoder window, multiple of 16 (image-size: full frame)")
+    p.add_argument("--objects", type=int, default=16, help="objects prompted per step")
+    p.add_argument("--iters", type=int, default=3, help="prompt rounds per object (1 + corrections)")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--save-every-min", type=float, default=10.0)
+    p.add_argument("--name", default="segany_vit_t_512")
+    args = p.parse_args(argv)
+    if args.crop % PATCH or not PATCH <= args.crop <= args.image_size:
+        p.error(f"--crop must be a multiple of {PATCH} between {PATCH} and --image-size")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = build_sam("vit_t", args.image_size)
+    model.train()
+    params = [p for n, p in model.named_parameters() if not n.startswith("image_encoder.head")]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    log_path = args.out.with_suffix(".log.jsonl")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w")
+    total = args.steps or 10**9
+    t0 = last_save = time.perf_counter()
+    step = 0
+    window: list[dict] = []
+    while step < total:
+        elapsed = time.perf_counter() - t0
+        if elapsed > args.minutes * 60:
+            print(f"time budget reached at step {step}", flush=True)
+            break
+        if args.steps is None and step == 30:  # fix the schedule from the measured speed
+            total = max(step + 1, int(args.minutes * 60 / (elapsed / step) * 0.97))
+            print(f"measured {step / elapsed:.3f} steps/s; schedule fixed at {total} steps "
+                  f"(rerun with --steps {total} to reproduce)", flush=True)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total if args.steps or step >= 30 else 10**9, args.lr, args.warmup)
+        rng = np.random.default_rng([args.seed, step])
+        out = train_step(model, rng, args)
+        step += 1
+        if out.get("skipped"):
+            continue
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        window.append({"loss": float(out["loss"].detach()), "iou": out["iou_rounds"]})
+        if step % args.log_every == 0 or step == total:
+            rec = {"step": step, "s": round(time.perf_counter() - t0, 1), "lr": opt.param_groups[0]["lr"],
+                   "loss": float(np.mean([w["loss"] for w in window])),
+                   "iou_first": float(np.mean([w["iou"][0] for w in window])),
+                   "iou_last": float(np.mean([w["iou"][-1] for w in window]))}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(json.dumps(rec), flush=True)
+            window = []
+        if time.perf_counter() - last_save > args.save_every_min * 60:
+            save_checkpoint(model, args.out, args, step, {"partial": True})
+            last_save = time.perf_counter()
+    model.eval()
+    save_checkpoint(model, args.out, args, step, {"seconds": round(time.perf_counter() - t0, 1)})
+    print(f"saved {args.out} after {step} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
