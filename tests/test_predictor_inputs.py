@@ -130,3 +130,26 @@ def test_cancel_stops_the_encoder(tiny_model):
 
     with pytest.raises(sg.Cancelled):
         sg.Predictor(tiny_model).encode(np.zeros((64, 64), np.float32) + np.arange(64), should_stop=stop)
+
+
+def test_cancelling_one_encode_leaves_a_concurrent_one_alone(tiny_model):
+    """Stop checks are per call: a cancelled encode in one thread does not stop
+    another thread's encode on the same model."""
+    import threading
+
+    image = np.zeros((64, 64), np.float32) + np.arange(64)
+    started, results = threading.Event(), {}
+
+    def other():
+        def slow_check():
+            started.set()
+            return False
+        results["other"] = sg.Predictor(tiny_model).encode(image, should_stop=slow_check)
+
+    t = threading.Thread(target=other)
+    t.start()
+    started.wait(30)
+    with pytest.raises(sg.Cancelled):
+        sg.Predictor(tiny_model).encode(image, should_stop=lambda: True)
+    t.join(60)
+    assert results["other"].features.shape == (256, 64, 64)

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "napari_segany.cli_segment",
     "napari_segany.cli_models",
     "napari_segany.cli_volume",
+    "napari_segany.cli_gui",
     "napari_segany.cli_bench",
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -135,8 +136,11 @@ class Predictor:
     def _run_encoder(self, x: torch.Tensor, should_stop: Callable[[], bool] | None) -> torch.Tensor:
         hooks = []
         if should_stop is not None:
+            caller = threading.get_ident()
+
             def check(*_):
-                if should_stop():
+                # hooks live on shared modules: only this call's thread may be stopped
+                if threading.get_ident() == caller and should_stop():
                     raise Cancelled("embedding was cancelled")
             for child in self.model.image_encoder.modules():
                 if child is not self.model.image_encoder and isinstance(child, torch.nn.ModuleList):

@@ -1,0 +1,395 @@
+"""What happens when: model loaded, image or slice changed, prompts edited,
+candidate chosen, commit. Holds no Qt widgets; the dock widget wires it up.
+"""
+
+from __future__ import annotations
+
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ..predictor import ImageEmbedding, Predictor
+from .autosave import Autosaver
+from .cache import EmbeddingKey
+from .commit import autosave_path, check_target, commit_to_layer, label_mask, new_labels_data
+from .geometry import current_plane, layer_array
+from .preview import PreviewLayer
+from .prompts import ROLE, PromptLayers
+from .state import WidgetState
+from .workers import Job, start_embedding, start_model_load
+
+
+class Controller(QObject):
+    """Glue between napari layers, the predictor and background workers.
+
+    Signals: ``status(str)`` a sentence for the user; ``busy(str)`` what is
+    running ('' when idle); ``prediction_changed()``; ``committed(object)``
+    with the Commit; ``target_changed()`` when a new labels layer was made.
+    """
+
+    status = Signal(str)
+    busy = Signal(str)
+    progress = Signal(int, int)
+    prediction_changed = Signal()
+    chosen_changed = Signal(int)
+    committed = Signal(object)
+    target_changed = Signal()
+    model_changed = Signal()
+
+    def __init__(self, viewer, state: WidgetState | None = None, debounce_ms: int = 10) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.state = state or WidgetState()
+        self.target_layer = None  # None: make a new labels layer at the first commit
+        self.prompts = PromptLayers(viewer, self.schedule_predict)
+        self.preview = PreviewLayer(viewer)
+        self.autosaver = Autosaver(self.status.emit, self._fail)
+        self.model_job: Job | None = None
+        self._predict_timer = QTimer(self, singleShot=True, interval=debounce_ms)
+        self._predict_timer.timeout.connect(self.predict_now)
+        self._plane_timer = QTimer(self, singleShot=True, interval=120)
+        self._plane_timer.timeout.connect(self.refresh_plane)
+        for ev in (viewer.dims.events.current_step, viewer.dims.events.ndisplay, viewer.dims.events.order):
+            ev.connect(self._dims_changed)
+        viewer.layers.events.removed.connect(self._layer_removed)
+
+    # -- model --------------------------------------------------------------
+    def load_model(self, source: str, device: str = "auto", precision: str = "fp32") -> None:
+        """Load ``source`` (registry name or file) in a worker, then use it."""
+        if self.model_job is not None:
+            self.model_job.cancel()
+        self.busy.emit(f"Loading model {source}...")
+        self.model_job = start_model_load(source, device, precision, self._model_loaded,
+                                          self._model_failed, self.progress.emit)
+
+    def _model_loaded(self, job: Job, predictor: Predictor | None) -> None:
+        if job is self.model_job:
+            self.model_job = None
+            self.busy.emit("")
+            if predictor is None:
+                self.status.emit("Model loading was cancelled.")
+            else:
+                self.set_predictor(predictor, predictor.model.info.name)
+
+    def _model_failed(self, job: Job, exc: Exception) -> None:
+        if job is self.model_job:
+            self.model_job = None
+            self.busy.emit("")
+            self._fail("Model loading was cancelled." if job.cancelled
+                       else f"Could not load model {job.what!r}: {exc}")
+
+    def set_predictor(self, predictor: Predictor | None, label: str = "") -> None:
+        s = self.state
+        if s.job is not None:
+            s.job.cancel()
+            s.job.restart = True
+        s.predictor, s.model_label, s.ready = predictor, label, None
+        self._forget()
+        self.model_changed.emit()
+        if predictor is not None:
+            self.status.emit(f"Model {label} ready on {predictor.device} ({predictor.precision}).")
+        self.request_embedding()
+
+    # -- image and slice ----------------------------------------------------
+    def set_image_layer(self, layer) -> None:
+        s = self.state
+        if layer is s.image_layer:
+            return
+        if s.image_layer is not None:
+            s.image_layer.events.data.disconnect(self._image_data_changed)
+        if s.job is not None:
+            s.job.cancel()
+            s.job.restart = True
+        s.image_layer, s.plane, s.ready, s.image2d = layer, None, None, None
+        self._forget()
+        if layer is not None:
+            layer.events.data.connect(self._image_data_changed)
+            self.prompts.ensure(layer)
+            self.prompts.clear(layer, None)  # prompts placed on another image do not apply
+        self.refresh_plane()
+
+    def _image_data_changed(self, event=None) -> None:
+        s = self.state
+        uid = s.image_layer.unique_id
+        s.bump_generation(uid)
+        s.cache.discard(lambda k: k.layer_id == uid)
+        s.plane, s.ready = None, None
+        self._forget()
+        self.refresh_plane()
+
+    def _dims_changed(self, event=None) -> None:
+        self._plane_timer.start()
+
+    def _layer_removed(self, event) -> None:
+        layer = event.value
+        s = self.state
+        if layer is s.image_layer:
+            s.cache.discard(lambda k: k.layer_id == layer.unique_id)
+            self.set_image_layer(None)
+        if layer is self.target_layer:
+            self.set_target(None)
+            self.target_changed.emit()
+
+    def refresh_plane(self) -> None:
+        """Follow the slice on screen; ask for its embedding."""
+        s = self.state
+        layer = s.image_layer
+        plane = current_plane(self.viewer, layer) if layer is not None and layer in self.viewer.layers else None
+        if plane != s.plane:
+            s.plane, s.image2d = plane, None
+            self._forget()
+        self.request_embedding()
+
+    def embedding_key(self) -> EmbeddingKey | None:
+        s = self.state
+        if s.predictor is None or s.plane is None or s.image_layer is None:
+            return None
+        uid = s.image_layer.unique_id
+        return EmbeddingKey(uid, s.generation(uid), s.plane.key, s.predictor.model_id)
+
+    def request_embedding(self, force: bool = False) -> None:
+        """Make the embedding of the slice on screen current: from the cache, or
+        computed in a worker (``force`` recomputes, e.g. after a contrast change)."""
+        s = self.state
+        key = s.wanted = self.embedding_key()
+        if key is None:
+            if s.image_layer is not None and s.plane is None and self.viewer.dims.ndisplay != 2:
+                self.status.emit("Switch the viewer to 2D to segment: prompts work on the slice on screen.")
+            return
+        if s.ready == key and not force:
+            return
+        emb = None if force else s.cache.get(key)
+        if emb is not None:
+            if s.job is not None and s.job.what != key:
+                s.job.cancel()  # not needed any more
+            self._use(key, emb, None)
+            return
+        if s.job is not None:  # one embedding at a time: the model's modules are shared
+            if s.job.what != key or force:
+                s.job.cancel()  # its end starts the embedding wanted then
+            s.job.restart = True
+            return
+        if not (s.options.auto_embed or force):
+            self.status.emit("Press 'Recompute embedding' to segment this slice.")
+            return
+        image2d = s.plane.extract(layer_array(s.image_layer))
+        kwargs = {"rgb": s.plane.rgb}
+        if not (s.plane.rgb and image2d.dtype.kind == "u" and image2d.dtype.itemsize == 1):
+            kwargs["contrast_limits"] = tuple(float(v) for v in s.image_layer.contrast_limits)
+        s.job = start_embedding(key, s.predictor, image2d, kwargs, self._embedding_done, self._embedding_failed)
+        s.job.image = image2d
+        self.busy.emit(f"Computing the embedding of {self._where()}...")
+
+    def _embedding_done(self, job: Job, emb: ImageEmbedding | None) -> None:
+        s = self.state
+        self._job_ended(job)
+        key = job.what
+        # a result is kept only for the data it was computed from, and used only
+        # if it is (still) the one the screen needs: same image, slice and model
+        if emb is not None and key.generation == s.generation(key.layer_id):
+            s.cache.put(key, emb)
+            if key == s.wanted and s.predictor is not None and emb.model_id == s.predictor.model_id:
+                self._use(key, emb, job.image)
+                return
+        self._next(job)
+
+    def _embedding_failed(self, job: Job, exc: Exception) -> None:
+        self._job_ended(job)
+        if not job.cancelled:
+            self._fail(f"Computing the embedding failed: {exc}")
+        self._next(job)
+
+    def _job_ended(self, job: Job) -> None:
+        if self.state.job is job:
+            self.state.job = None
+            self.busy.emit("")
+
+    def _next(self, job: Job) -> None:
+        """After a replaced job: start the embedding the screen needs now."""
+        s = self.state
+        if job.restart and job.cancelled and s.wanted is not None and not s.embedding_ready:
+            self.request_embedding()
+
+    def _use(self, key: EmbeddingKey, emb: ImageEmbedding, image2d) -> None:
+        s = self.state
+        s.predictor.set_embedding(emb)
+        s.ready = key
+        s.image2d = image2d if image2d is not None else s.plane.extract(layer_array(s.image_layer))
+        self.status.emit(f"Ready: click on {self._where()} (T toggles positive/negative).")
+        self.predict_now()
+
+    def cancel(self) -> None:
+        """Stop the running download/model load and embedding."""
+        embedding = self.state.job is not None
+        for job in (self.model_job, self.state.job):
+            if job is not None:
+                job.cancel()
+                job.restart = False
+        self.status.emit("Cancelled. Press 'Recompute embedding' to compute this slice's embedding."
+                         if embedding else "Cancelled.")
+
+    @property
+    def is_busy(self) -> bool:
+        jobs = (self.model_job, self.state.job)
+        return any(j is not None and j.running for j in jobs) or self.autosaver.busy
+
+    # -- prompts and prediction ---------------------------------------------
+    def schedule_predict(self) -> None:
+        self._predict_timer.start()
+
+    def predict_now(self) -> None:
+        s = self.state
+        if not s.embedding_ready or s.plane is None:
+            return
+        prompts = self.prompts.read(s.image_layer, s.plane)
+        if prompts.empty:
+            self._forget()
+            return
+        sig = prompts.signature
+        mask_input = None
+        if s.prediction is not None and s.prompt_signature and s.prompt_signature < sig:
+            mask_input = s.prediction.logits[min(s.chosen, len(s.prediction) - 1)]
+        elif (edit := self.edit_target()) is not None:
+            existing = label_mask(edit[0], s.plane, edit[1])
+            if existing.any():
+                mask_input = s.predictor.mask_prompt(existing)
+        multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
+        try:
+            pred = s.predictor.predict(
+                points=prompts.points if len(prompts.points) else None,
+                labels=prompts.labels if len(prompts.points) else None,
+                box=prompts.box, mask_input=mask_input, multimask=multimask,
+            )
+        except ValueError as err:
+            self._fail(f"Could not segment these prompts: {err}")
+            return
+        s.prediction, s.chosen, s.prompt_signature = pred, 0, sig
+        self.preview.show(s.plane, s.image_layer, pred.mask(0))
+        self.prediction_changed.emit()
+
+    def choose(self, index: int) -> None:
+        s = self.state
+        if s.prediction is None or not 0 <= index < len(s.prediction):
+            return
+        s.chosen = index
+        self.preview.show(s.plane, s.image_layer, s.prediction.mask(index))
+        self.chosen_changed.emit(index)
+
+    def toggle_polarity(self) -> bool:
+        positive = self.prompts.toggle_polarity()
+        self.status.emit(f"Next point: {'positive (object)' if positive else 'negative (background)'}.")
+        return positive
+
+    def clear_prompts(self) -> None:
+        s = self.state
+        if s.image_layer is not None:
+            self.prompts.clear(s.image_layer, s.plane)
+        self._forget()
+
+    def _forget(self) -> None:
+        self.state.forget_prediction()
+        self._predict_timer.stop()
+        self.preview.clear()
+        self.prediction_changed.emit()
+
+    # -- commit ---------------------------------------------------------------
+    def set_target(self, layer) -> None:
+        """Use ``layer`` (a Labels layer, or None for a new one) for commits."""
+        old = self.target_layer
+        if old is layer:
+            return
+        if old is not None:
+            old.events.selected_label.disconnect(self._selected_label_changed)
+        self.target_layer = layer
+        if layer is not None:
+            layer.events.selected_label.connect(self._selected_label_changed)
+        if self.state.options.edit_selected:
+            self._selected_label_changed()
+
+    def _selected_label_changed(self, event=None) -> None:
+        if self.state.options.edit_selected:
+            self.state.forget_prediction()
+            self.schedule_predict()
+
+    def edit_target(self):
+        """(labels layer, label id) when editing an existing object, else None."""
+        layer = self.target_layer
+        if not self.state.options.edit_selected or layer is None or layer not in self.viewer.layers:
+            return None
+        return (layer, int(layer.selected_label)) if int(layer.selected_label) > 0 else None
+
+    def ensure_target(self):
+        s = self.state
+        layer = self.target_layer
+        if layer is None or layer not in self.viewer.layers:
+            img = s.image_layer
+            active = self.viewer.layers.selection.active
+            layer = self.viewer.add_labels(new_labels_data(img), name=f"{img.name} labels", scale=img.scale,
+                                           translate=img.translate, metadata={ROLE: "target"})
+            layers = self.viewer.layers
+            if img in layers:  # just above the image, under the preview and the prompts
+                layers.move(layers.index(layer), layers.index(img) + 1)
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active
+            self.set_target(layer)
+            self.target_changed.emit()
+        return layer
+
+    def commit(self):
+        """Write the chosen candidate into the target labels layer (one undo step)."""
+        s = self.state
+        mask = s.chosen_mask()
+        if mask is None or s.plane is None:
+            show_info("Nothing to commit yet: add a point or a box on the image first.")
+            return None
+        edit = self.edit_target()
+        try:
+            target = self.ensure_target()
+            check_target(target, s.image_layer)
+            if edit is not None:
+                label_id, replace = edit[1], True
+            elif s.options.use_selected_label and int(target.selected_label) > 0:
+                label_id, replace = int(target.selected_label), False
+            else:
+                label_id, replace = None, False
+            result = commit_to_layer(target, s.plane, mask, label_id,
+                                     overwrite=s.options.overwrite, replace=replace)
+        except (ValueError, TypeError) as err:
+            show_warning(str(err))
+            return None
+        if result.n_pixels == 0 and mask.any() and not replace:
+            show_info("The mask added no pixels: they all belong to other objects. Tick "
+                      "'Overwrite other objects' to let it take them.")
+        target.selected_label = result.label_id
+        s.last_commit = result
+        self.clear_prompts()
+        self.status.emit(f"Committed object {result.label_id} ({result.n_pixels} pixels changed) "
+                         f"to '{target.name}'. Ctrl+Z on that layer undoes it.")
+        self._autosave(target)
+        self.committed.emit(result)
+        return result
+
+    def _autosave(self, target) -> None:
+        path = autosave_path(self.state.image_layer, target)
+        if self.state.options.autosave and path is not None:
+            self.autosaver.save(path, target.data)
+
+    # -- helpers ----------------------------------------------------------------
+    def _where(self) -> str:
+        s = self.state
+        if s.plane is None or not s.plane.fixed:
+            return "the image"
+        return "slice " + ", ".join(f"axis {a} = {i}" for a, i in s.plane.fixed)
+
+    def _fail(self, message: str) -> None:
+        show_warning(message)
+        self.status.emit(message)
+
+    def close(self) -> None:
+        self.cancel()
+        for ev in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay,
+                   self.viewer.dims.events.order):
+            ev.disconnect(self._dims_changed)
+        self.viewer.layers.events.removed.disconnect(self._layer_removed)
+        self.set_target(None)
+        if self.state.image_layer is not None:
+            self.state.image_layer.events.data.disconnect(self._image_data_changed)

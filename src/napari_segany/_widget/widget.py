@@ -1,0 +1,245 @@
+"""The "Segment Anything" dock widget: layout, key bindings, and wiring to the controller."""
+
+from __future__ import annotations
+
+from napari.layers import Labels
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+)
+
+from .candidates import CandidatePicker
+from .commit import layer_file
+from .controller import Controller
+from .model_panel import ModelPanel
+from .prompts import ROLE
+from .state import WidgetState
+
+NEW_LAYER = "(new labels layer)"
+
+SHORTCUTS = (
+    ("click", "add a point (Points layer 'SAM points' in add mode)"),
+    ("T", "toggle positive/negative for the next point (and the selected points in select mode)"),
+    ("R", "draw a box (on the 'SAM boxes' layer)"),
+    ("1 / 2 / 3", "choose candidate 1, 2 or 3"),
+    ("C", "commit the chosen candidate to the target labels layer"),
+    ("X", "clear the prompts on this slice"),
+    ("Delete", "delete the selected points (select mode: S)"),
+    ("Ctrl+Z", "undo the last commit (with the labels layer selected)"),
+)
+
+HELP = (
+    "<b>Segment Anything</b><br>"
+    "Load a model, click on an object, pick a candidate, press C.<br>"
+    + "<br>".join(f"<b>{key}</b>: {what}" for key, what in SHORTCUTS)
+    + "<br>In the prompt layers, T/1/2/3/C/X replace napari's own keys for those layers;"
+    " use P (add) and S (select) to switch modes."
+)
+
+
+class SegmentAnythingWidget(QWidget):
+    """Promptable segmentation of the slice on screen into a Labels layer."""
+
+    def __init__(self, napari_viewer, state: WidgetState | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state or WidgetState()
+        self.controller = Controller(napari_viewer, self.state)
+        self.setToolTip(HELP)
+        layout = QVBoxLayout(self)
+
+        self.model_panel = ModelPanel(napari_viewer)
+        box = QGroupBox("Model and image")
+        QVBoxLayout(box).addWidget(self.model_panel)
+        layout.addWidget(box)
+
+        prompts = QGroupBox("Prompts")
+        pl = QVBoxLayout(prompts)
+        self.polarity_label = QLabel()
+        buttons = QHBoxLayout()
+        self.toggle_button = QPushButton("Toggle +/- (T)")
+        self.clear_button = QPushButton("Clear prompts (X)")
+        buttons.addWidget(self.toggle_button)
+        buttons.addWidget(self.clear_button)
+        pl.addWidget(self.polarity_label)
+        pl.addLayout(buttons)
+        self.picker = CandidatePicker()
+        pl.addWidget(self.picker)
+        layout.addWidget(prompts)
+
+        commit = QGroupBox("Commit")
+        form = QFormLayout(commit)
+        self.target_combo = QComboBox()
+        self.target_combo.setToolTip("Labels layer that receives committed objects.")
+        self.target_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.target_combo.setMinimumContentsLength(16)
+        form.addRow("Target", self.target_combo)
+        opts = self.state.options
+        self.overwrite_box = self._check("Overwrite other objects", opts.overwrite, "overwrite",
+                                         "Off: pixels of other objects keep their id.")
+        self.selected_box = self._check("Use selected label id", opts.use_selected_label, "use_selected_label",
+                                        "Commit as the target layer's selected label instead of a new id.")
+        self.edit_box = self._check("Edit selected label", opts.edit_selected, "edit_selected",
+                                    "Refine the selected object with new prompts; commit replaces it on this slice.")
+        self.autosave_box = self._check("Autosave next to the image", opts.autosave, "autosave",
+                                        "After each commit, save the target labels as a TIFF beside the image file.")
+        for w in (self.overwrite_box, self.selected_box, self.edit_box, self.autosave_box):
+            form.addRow(w)
+        self.commit_button = QPushButton("Commit (C)")
+        form.addRow(self.commit_button)
+        layout.addWidget(commit)
+
+        self.status_label = QLabel("Load a model to start.")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+        help_label = QLabel(HELP)
+        help_label.setWordWrap(True)
+        layout.addWidget(help_label)
+        layout.addStretch(1)
+
+        self._thumb_timer = QTimer(self, singleShot=True, interval=30)
+        self._thumb_timer.timeout.connect(self._update_thumbnails)
+        self._wire()
+        self.refresh_targets()
+        self._show_polarity()
+        self._set_image(self.model_panel.image_layer)
+
+    def _set_image(self, layer) -> None:
+        self.controller.set_image_layer(layer)
+        self._bind_prompt_layers()
+        has_file = layer is not None and layer_file(layer) is not None
+        self.autosave_box.setEnabled(has_file)
+        self.autosave_box.setText("Autosave next to the image" if has_file or layer is None
+                                  else "Autosave (the image has no file)")
+
+    def _check(self, text: str, value: bool, option: str, tip: str) -> QCheckBox:
+        box = QCheckBox(text)
+        box.setChecked(value)
+        box.setToolTip(tip)
+        box.toggled.connect(lambda v: self._option(option, v))
+        return box
+
+    def _option(self, name: str, value: bool) -> None:
+        setattr(self.state.options, name, bool(value))
+        if name == "edit_selected":
+            self.controller.state.forget_prediction()
+            self.controller.schedule_predict()
+
+    # -- wiring ---------------------------------------------------------------
+    def _wire(self) -> None:
+        c, mp = self.controller, self.model_panel
+        mp.load_requested.connect(c.load_model)
+        mp.cancel_requested.connect(c.cancel)
+        mp.recompute_requested.connect(lambda: c.request_embedding(force=True))
+        mp.image_selected.connect(self._set_image)
+        c.busy.connect(mp.set_busy)
+        c.progress.connect(mp.set_progress)
+        c.status.connect(self.status_label.setText)
+        c.model_changed.connect(self._model_changed)
+        c.prediction_changed.connect(self._prediction_changed)
+        c.chosen_changed.connect(self.picker.set_chosen)
+        c.target_changed.connect(self.refresh_targets)
+        self.picker.chosen.connect(c.choose)
+        self.toggle_button.clicked.connect(self.toggle_polarity)
+        self.clear_button.clicked.connect(c.clear_prompts)
+        self.commit_button.clicked.connect(c.commit)
+        self.target_combo.currentIndexChanged.connect(self._target_selected)
+        layers = self.viewer.layers.events
+        for ev in (layers.inserted, layers.removed):
+            ev.connect(self.refresh_targets)
+        self._bind_keys()
+
+    KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts",
+            "1": ("choose", 0), "2": ("choose", 1), "3": ("choose", 2)}
+
+    def _key_action(self, action):
+        def run(_layer_or_viewer=None):
+            if isinstance(action, tuple):
+                getattr(self.controller, action[0])(action[1])
+            elif action == "toggle_polarity":
+                self.toggle_polarity()
+            else:
+                getattr(self.controller, action)()
+        return run
+
+    def _bind_keys(self, layers=None) -> None:
+        """Bind the shortcuts on the viewer and on the prompt layers (where they win
+        over the layers' own keys, e.g. Points' 1/2/3 and Shapes' T/X)."""
+        for key, action in self.KEYS.items():
+            fn = self._key_action(action)
+            self.viewer.bind_key(key, fn, overwrite=True)
+            for layer in layers or ():
+                layer.bind_key(key, fn, overwrite=True)
+
+    def _bind_prompt_layers(self) -> None:
+        self._bind_keys(self.controller.prompts.layers())
+
+    # -- reactions ---------------------------------------------------------------
+    def toggle_polarity(self) -> None:
+        self.controller.toggle_polarity()
+        self._show_polarity()
+
+    def _show_polarity(self) -> None:
+        positive = self.controller.prompts.next_positive
+        self.polarity_label.setText(
+            "Next point: <b style='color:#39ff14'>positive</b> (object)" if positive
+            else "Next point: <b style='color:#ff2bd6'>negative</b> (background)")
+
+    def _model_changed(self) -> None:
+        s = self.state
+        self.model_panel.refresh_models()
+        if s.predictor is not None:
+            info = s.predictor.model.info
+            self.model_panel.model_label.setText(
+                f"Model: {info.name} ({info.arch}) on {s.predictor.device}, {s.predictor.precision}")
+        self._bind_prompt_layers()
+
+    def _prediction_changed(self) -> None:
+        # thumbnails after the canvas has drawn the preview: they are not urgent
+        self._thumb_timer.start()
+
+    def _update_thumbnails(self) -> None:
+        s = self.state
+        pred = s.prediction
+        if pred is None or s.image2d is None:
+            self.picker.set_candidates(None, None, None, None, 0)
+            return
+        window = s.predictor.embedding.window if s.predictor.embedding is not None else (0.0, 1.0)
+        self.picker.set_candidates(s.image2d, pred.masks, pred.scores, window, s.chosen)
+
+    def refresh_targets(self, event=None) -> None:
+        current = self.controller.target_layer
+        layers = [lay for lay in self.viewer.layers
+                  if isinstance(lay, Labels) and lay.metadata.get(ROLE) != "preview"]
+        self.target_combo.blockSignals(True)
+        self.target_combo.clear()
+        self.target_combo.addItem(NEW_LAYER, None)
+        for lay in layers:
+            self.target_combo.addItem(lay.name, lay)
+        self.target_combo.setCurrentIndex(max(self.target_combo.findData(current), 0) if current else 0)
+        self.target_combo.blockSignals(False)
+
+    def _target_selected(self, index: int) -> None:
+        self.controller.set_target(self.target_combo.itemData(index))
+
+    def set_target_layer(self, layer) -> None:
+        """Choose the labels layer that receives commits (None: a new one)."""
+        self.controller.set_target(layer)
+        self.refresh_targets()
+
+    def close_widget(self) -> None:
+        """Stop workers and release the viewer's key bindings and events."""
+        if self.controller is None:
+            return
+        for key in self.KEYS:
+            self.viewer.bind_key(key, None, overwrite=True)
+        layers = self.viewer.layers.events
+        for ev in (layers.inserted, layers.removed):
+            ev.disconnect(self.refresh_targets)
+        self.model_panel.close_panel()
+        self.controller.close()
+        self.controller = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.close_widget()
+        super().closeEvent(event)

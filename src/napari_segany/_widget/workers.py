@@ -1,0 +1,151 @@
+"""Long work off the GUI thread: model loading (with download) and embeddings.
+
+Every job carries what it was started for (an :class:`EmbeddingKey`, or the
+model source) and a ``cancelled`` flag the worker polls. The caller decides on
+arrival whether the result still applies; stale results are dropped there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from napari.qt.threading import thread_worker
+from qtpy.QtCore import QObject, QThreadPool, Signal
+
+from ..predictor import Cancelled, ImageEmbedding, Predictor
+from ._compat import guard_triton
+from .cache import EmbeddingKey
+
+
+class ProgressRelay(QObject):
+    """A tqdm-like object for downloads that forwards progress to the GUI thread.
+
+    Qt queues signals emitted from a worker thread to receivers in the GUI
+    thread. ``update`` raises :class:`Cancelled` once ``cancel()`` was called,
+    which aborts the download (its partial file is removed by the registry).
+    """
+
+    changed = Signal(int, int)  # done, total (0 = unknown)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.n = 0
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def update(self, n: int = 1) -> None:
+        if self.cancelled:
+            raise Cancelled("download was cancelled")
+        self.n += int(n)
+        self.changed.emit(int(self.n), int(self.total or 0))
+
+    def reset(self) -> None:
+        self.n = 0
+
+    def close(self) -> None:
+        pass
+
+
+def ensure_pool_headroom(spare: int = 2) -> None:
+    """Let Qt's global thread pool grow so that it keeps ``spare`` idle threads
+    after one more worker starts.
+
+    napari's workers run in that pool, and Qt uses the same pool for its own
+    parallel work, e.g. scaling the frames of napari's busy spinner, which the
+    GUI thread waits for while holding Python's GIL. With every pool thread
+    taken by workers that need the GIL (two on a 2-core machine) that wait
+    never ends. The pool only grows; threads are created on demand.
+    """
+    pool = QThreadPool.globalInstance()
+    needed = pool.activeThreadCount() + 1 + spare
+    if pool.maxThreadCount() < needed:
+        pool.setMaxThreadCount(needed)
+
+
+@dataclass
+class Job:
+    """One piece of background work; ``worker`` is the napari worker running it."""
+
+    what: Any
+    cancelled: bool = False
+    worker: Any = field(default=None, repr=False)
+    relay: ProgressRelay | None = field(default=None, repr=False)
+    image: Any = field(default=None, repr=False)  # the input, for embeddings
+    restart: bool = False  # when cancelled to make way: start the wanted work after it
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.relay is not None:
+            self.relay.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.is_running
+
+
+def start_embedding(
+    key: EmbeddingKey,
+    predictor: Predictor,
+    image: np.ndarray,
+    encode_kwargs: dict,
+    on_done: Callable[[Job, ImageEmbedding | None], None],
+    on_error: Callable[[Job, Exception], None],
+) -> Job:
+    """Encode ``image`` in a thread; ``on_done(job, None)`` when cancelled."""
+    guard_triton()
+    job = Job(key)
+
+    @thread_worker(progress={"total": 0, "desc": "Segment Anything: computing the image embedding"})
+    def run():
+        try:
+            return predictor.encode(image, should_stop=lambda: job.cancelled, **encode_kwargs)
+        except Cancelled:
+            return None
+
+    ensure_pool_headroom()
+    worker = run()
+    worker.returned.connect(lambda emb: on_done(job, emb))
+    worker.errored.connect(lambda exc: on_error(job, exc))
+    job.worker = worker
+    worker.start()
+    return job
+
+
+def start_model_load(
+    source: str,
+    device: str,
+    precision: str,
+    on_done: Callable[[Job, Predictor | None], None],
+    on_error: Callable[[Job, Exception], None],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Job:
+    """Load (and if needed download) a model in a thread and wrap it in a
+    :class:`Predictor`; ``on_done(job, None)`` when cancelled."""
+    from ..weights import load_model
+
+    guard_triton()
+    relay = ProgressRelay()
+    if on_progress is not None:
+        relay.changed.connect(on_progress)
+    job = Job(source, relay=relay)
+
+    @thread_worker(progress={"total": 0, "desc": f"Segment Anything: loading {source}"})
+    def run():
+        try:
+            model = load_model(source, device, progress=relay)
+        except Cancelled:
+            return None
+        return None if job.cancelled else Predictor(model, precision=precision)
+
+    ensure_pool_headroom()
+    worker = run()
+    worker.returned.connect(lambda predictor: on_done(job, predictor))
+    worker.errored.connect(lambda exc: on_error(job, exc))
+    job.worker = worker
+    worker.start()
+    return job

@@ -1,0 +1,66 @@
+"""``napari-segany gui [IMAGE] [--model M]``: open napari with the widget docked.
+
+napari is imported inside the handler only, so the command line (and the
+core library) work without napari installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+INSTALL_HINT = (
+    "The gui command needs napari: install it with  pip install 'napari-segany[napari]'  "
+    "(or pip install napari[pyqt5])."
+)
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "gui",
+        help="open napari with the Segment Anything widget",
+        description="Open napari with the Segment Anything widget docked, optionally with an image "
+        "and a model loaded.",
+    )
+    parser.add_argument("image", nargs="?", help="image file to open (TIFF, PNG, ...)")
+    parser.add_argument("--model", "-m", help="registry name or checkpoint file to load at start")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def open_gui(image: str | None = None, model: str | None = None, device: str = "auto", show: bool = True):
+    """Create the viewer, open ``image``, dock the widget and start loading ``model``.
+
+    Returns ``(viewer, widget)``; the caller runs the event loop.
+    """
+    try:
+        import napari
+    except ImportError as err:
+        raise RuntimeError(INSTALL_HINT) from err
+    from ._widget._compat import guard_triton
+
+    if image is not None and not Path(image).expanduser().is_file():
+        raise FileNotFoundError(f"No image file at {image!r}; check the path.")
+    viewer = napari.Viewer(show=show)
+    guard_triton()
+    if image is not None:
+        viewer.open(str(Path(image).expanduser()), plugin="napari")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
+    if model is not None:
+        panel = widget.model_panel
+        if panel.model_combo.findData(model) < 0:
+            panel.add_local_model(str(Path(model).expanduser()))
+        else:
+            panel.model_combo.setCurrentIndex(panel.model_combo.findData(model))
+        panel.device_combo.setCurrentText(device)
+        widget.controller.load_model(panel.source, device, panel.precision_combo.currentText())
+    return viewer, widget
+
+
+def run(args: argparse.Namespace) -> int:
+    viewer, _ = open_gui(args.image, args.model, args.device)
+    import napari
+
+    napari.run()
+    return 0

@@ -1,0 +1,104 @@
+"""Prompts in Points/Shapes layers drive the preview; the picker shows every candidate."""
+
+import numpy as np
+from conftest import click, predict_calls, press, wait_prediction, wait_ready
+
+
+def test_points_and_box_update_the_preview(widget_factory, qtbot, nuclei2d, fast_models):
+    image, _ = nuclei2d
+    viewer, layer, widget = widget_factory(image, fast_models[0], name="nuclei")
+    wait_ready(qtbot, widget)
+    ctrl = widget.controller
+    calls = predict_calls(widget.state.predictor)
+    points = ctrl.prompts.points
+    assert viewer.layers.selection.active is points and points.mode == "add"
+
+    click(points, (120, 200))  # napari's own add-mode callback
+    wait_prediction(qtbot, widget)
+    assert len(calls) == 1 and calls[-1]["multimask"] is True
+    np.testing.assert_allclose(calls[-1]["points"], [[120, 200]])
+    np.testing.assert_array_equal(calls[-1]["labels"], [1])
+    preview = ctrl.preview.layer
+    assert preview is not None and preview.visible
+    np.testing.assert_array_equal(preview.data.astype(bool), widget.state.prediction.mask(0))
+    first = widget.state.prediction
+
+    press(viewer, "t")  # next point negative; the added point keeps its polarity
+    assert not ctrl.prompts.next_positive
+    click(points, (300, 310))
+    wait_prediction(qtbot, widget)
+    np.testing.assert_array_equal(calls[-1]["labels"], [1, 0])
+    assert list(points.features["positive"]) == [True, False]
+    neg, pos = points.face_color[1], points.face_color[0]
+    assert not np.allclose(neg, pos)  # negative points are drawn in another colour
+    # the second prompt refines the first: previous logits as mask_input, one candidate
+    np.testing.assert_array_equal(calls[-1]["mask_input"], first.logits[0])
+    assert calls[-1]["multimask"] is False
+    np.testing.assert_array_equal(preview.data.astype(bool), widget.state.prediction.mask(0))
+
+    # moving a point re-predicts from scratch (no stale mask_input)
+    n = len(calls)
+    points.data = np.array([[125.0, 205.0], [300.0, 310.0]])
+    wait_prediction(qtbot, widget)
+    assert len(calls) == n + 1 and calls[-1]["mask_input"] is None
+    np.testing.assert_allclose(calls[-1]["points"], [[125, 205], [300, 310]])
+
+    # a box joins the prompts
+    ctrl.prompts.boxes.add_rectangles(np.array([[100, 180], [160, 240]]))
+    wait_prediction(qtbot, widget)
+    np.testing.assert_allclose(calls[-1]["box"], (100, 180, 160, 240))
+
+    # deleting every prompt clears the preview
+    points.data = np.zeros((0, 2))
+    ctrl.prompts.boxes.data = []
+    wait_prediction(qtbot, widget)
+    assert widget.state.prediction is None and not preview.data.any()
+
+
+def test_toggle_flips_selected_points_in_select_mode(widget_factory, qtbot, nuclei2d, fast_models):
+    image, _ = nuclei2d
+    viewer, _, widget = widget_factory(image[:128, :128], fast_models[0])
+    wait_ready(qtbot, widget)
+    points = widget.controller.prompts.points
+    calls = predict_calls(widget.state.predictor)
+    points.add([[20, 20], [60, 60]])
+    wait_prediction(qtbot, widget)
+    points.mode = "select"
+    points.selected_data = {1}
+    press(viewer, "t")
+    wait_prediction(qtbot, widget)
+    assert list(points.features["positive"]) == [True, False]
+    np.testing.assert_array_equal(calls[-1]["labels"], [1, 0])
+    assert not widget.controller.prompts.next_positive
+    assert "negative" in widget.polarity_label.text()
+
+
+def test_picker_shows_k_thumbnails_and_keys_choose(widget_factory, qtbot, nuclei2d, fast_models):
+    image, _ = nuclei2d
+    viewer, _, widget = widget_factory(image, fast_models[0])
+    wait_ready(qtbot, widget)
+    widget.controller.prompts.points.add([[256, 256]])
+    wait_prediction(qtbot, widget)
+    pred = widget.state.prediction
+    assert len(pred) == 3
+    qtbot.waitUntil(lambda: widget.picker.shown() == 3)  # drawn just after the preview
+    texts = [b.text() for b in widget.picker.buttons]
+    assert texts == [f"{i + 1}: IoU {s:.2f}" for i, s in enumerate(pred.scores)]
+    assert [b.isChecked() for b in widget.picker.buttons] == [True, False, False]
+    assert not widget.picker.buttons[0].icon().isNull()
+    preview = widget.controller.preview.layer
+    for key, index in (("2", 1), ("3", 2), ("1", 0)):
+        press(viewer, key)
+        assert widget.state.chosen == index
+        assert [b.isChecked() for b in widget.picker.buttons] == [i == index for i in range(3)]
+        np.testing.assert_array_equal(preview.data.astype(bool), pred.mask(index))
+    widget.picker.buttons[2].click()
+    assert widget.state.chosen == 2
+    np.testing.assert_array_equal(preview.data.astype(bool), pred.mask(2))
+    # the keys also work with the boxes layer selected, and with no layer selected
+    viewer.layers.selection.active = widget.controller.prompts.boxes
+    press(viewer, "2")
+    assert widget.state.chosen == 1
+    viewer.layers.selection.clear()
+    press(viewer, "3")
+    assert widget.state.chosen == 2
