@@ -13,6 +13,7 @@ from .commit import layer_file
 from .controller import Controller
 from .model_panel import ModelPanel
 from .prompts import ROLE
+from .propagation import Propagator
 from .state import WidgetState
 
 NEW_LAYER = "(new labels layer)"
@@ -25,7 +26,8 @@ SHORTCUTS = (
     ("C", "commit the chosen candidate to the target labels layer"),
     ("X", "clear the prompts on this slice"),
     ("Delete", "delete the selected points (select mode: S)"),
-    ("Ctrl+Z", "undo the last commit (with the labels layer selected)"),
+    ("Shift+P", "propagate the target layer's selected label through the volume from the slice on screen"),
+    ("Ctrl+Z", "undo the last commit or propagation (with the labels layer selected)"),
 )
 
 HELP = (
@@ -89,6 +91,18 @@ class SegmentAnythingWidget(QWidget):
         form.addRow(self.commit_button)
         layout.addWidget(commit)
 
+        self.propagator = Propagator(self.controller)
+        volume = QGroupBox("Volume")
+        vl = QHBoxLayout(volume)
+        self.propagate_button = QPushButton("Propagate selected label (Shift+P)")
+        self.propagate_button.setToolTip("Segment the neighbouring slices one by one, up and down, from the "
+                                         "selected label on this slice; stops where the object ends.")
+        self.propagate_cancel = QPushButton("Cancel")
+        self.propagate_cancel.setEnabled(False)
+        vl.addWidget(self.propagate_button)
+        vl.addWidget(self.propagate_cancel)
+        layout.addWidget(volume)
+
         self.status_label = QLabel("Load a model to start.")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
@@ -143,13 +157,19 @@ class SegmentAnythingWidget(QWidget):
         self.toggle_button.clicked.connect(self.toggle_polarity)
         self.clear_button.clicked.connect(c.clear_prompts)
         self.commit_button.clicked.connect(c.commit)
+        p = self.propagator
+        self.propagate_button.clicked.connect(p.start)
+        self.propagate_cancel.clicked.connect(p.cancel)
+        p.status.connect(self.status_label.setText)
+        p.busy.connect(self.propagate_cancel.setEnabled)
+        p.busy.connect(lambda busy: self.propagate_button.setEnabled(not busy))
         self.target_combo.currentIndexChanged.connect(self._target_selected)
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed):
             ev.connect(self.refresh_targets)
         self._bind_keys()
 
-    KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts",
+    KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts", "Shift-P": "propagate",
             "1": ("choose", 0), "2": ("choose", 1), "3": ("choose", 2)}
 
     def _key_action(self, action):
@@ -158,6 +178,8 @@ class SegmentAnythingWidget(QWidget):
                 getattr(self.controller, action[0])(action[1])
             elif action == "toggle_polarity":
                 self.toggle_polarity()
+            elif action == "propagate":
+                self.propagator.start()
             else:
                 getattr(self.controller, action)()
         return run
@@ -237,6 +259,7 @@ class SegmentAnythingWidget(QWidget):
         for ev in (layers.inserted, layers.removed):
             ev.disconnect(self.refresh_targets)
         self.model_panel.close_panel()
+        self.propagator.close()
         self.controller.close()
         self.controller = None
 
