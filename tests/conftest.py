@@ -34,19 +34,6 @@ def nuclei2d():
     return load_sample("nuclei2d"), load_sample("nuclei2d_labels")
 
 
-def interior_point(mask: np.ndarray) -> tuple[int, int]:
-    """The pixel of ``mask`` farthest from its boundary, as (row, col)."""
-    from scipy import ndimage as ndi
-
-    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    return tuple(int(v) for v in np.unravel_index(np.argmax(dist), mask.shape))
-
-
-def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.nonzero(mask)
-    return int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())
-
-
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory):
     """A MobileSAM-architecture (vit_t) model with seeded random weights, saved

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import bbox, interior_point
+from geometry_helpers import bbox, interior_point
 from skimage.transform import resize
 
 import napari_segany as sg

@@ -6,8 +6,6 @@ Run with ``xvfb-run -a python -m pytest tests/gui``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 
@@ -69,63 +67,3 @@ def widget_factory(make_napari_viewer, qtbot):
         if widget.controller is not None:
             qtbot.waitUntil(lambda w=widget: not w.controller.is_busy, timeout=60_000)
             widget.close_widget()
-
-
-def wait_ready(qtbot, widget, timeout=60_000):
-    qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=timeout)
-
-
-def wait_prediction(qtbot, widget, timeout=10_000):
-    """Wait until the debounced prediction for the current prompts has run."""
-    qtbot.waitUntil(lambda: not widget.controller._predict_timer.isActive(), timeout=timeout)
-    qtbot.wait(1)
-
-
-@dataclass
-class MouseEvent:
-    """The fields napari's mouse callbacks read (as in napari's own layer tests)."""
-
-    type: str
-    position: tuple
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    is_dragging: bool = False
-    modifiers: list = field(default_factory=list)
-    view_direction: object = None
-    dims_displayed: tuple = (0, 1)
-    button: int = 1
-    handled: bool = False
-
-
-def click(layer, world_position, dims_displayed=(0, 1)):
-    """A mouse press and release at ``world_position`` through napari's own
-    mouse callbacks of ``layer`` (e.g. Points in add mode adds a point)."""
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-
-    pos = tuple(float(v) for v in world_position)
-    for kind, callbacks in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
-        event = ReadOnlyWrapper(MouseEvent(kind, pos, dims_displayed=dims_displayed), exceptions={"handled"})
-        callbacks(layer, event)
-
-
-def press(viewer, key):
-    """Press ``key`` on the canvas, as a user would (napari dispatches it to the
-    active layer's and the viewer's key bindings)."""
-    from qtpy.QtTest import QTest
-
-    canvas = viewer.window._qt_viewer.canvas.native
-    QTest.keyClicks(canvas, key)
-
-
-def predict_calls(predictor):
-    """Record the arguments of ``predictor.predict`` calls (the real method runs)."""
-    calls = []
-    real = predictor.predict
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    predictor.predict = spy
-    return calls
-

@@ -2,7 +2,7 @@
 
 import numpy as np
 import tifffile
-from conftest import press, wait_prediction, wait_ready
+from gui_helpers import press, wait_prediction, wait_ready
 
 
 def _prompt(qtbot, widget, point, choose=0):

@@ -1,7 +1,7 @@
 """nD images (any slider position), RGB, layer scale/translate, and the slice cache."""
 
 import numpy as np
-from conftest import click, predict_calls, wait_prediction, wait_ready
+from gui_helpers import click, predict_calls, wait_prediction, wait_ready
 
 
 def test_3d_slice_17_writes_only_slice_17(widget_factory, qtbot, fast_models):

@@ -1,7 +1,7 @@
 """Prompts in Points/Shapes layers drive the preview; the picker shows every candidate."""
 
 import numpy as np
-from conftest import click, predict_calls, press, wait_prediction, wait_ready
+from gui_helpers import click, predict_calls, press, wait_prediction, wait_ready
 
 
 def test_points_and_box_update_the_preview(widget_factory, qtbot, nuclei2d, fast_models):

@@ -1,7 +1,7 @@
 """Propagate (Shift+P) in the real viewer: one undoable step, other objects kept."""
 
 import numpy as np
-from conftest import wait_ready
+from gui_helpers import wait_ready
 
 from napari_segany.sample_data import load_sample
 

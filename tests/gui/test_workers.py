@@ -4,7 +4,7 @@ or the image while an embedding is computed neither crashes nor mixes results.""
 import time
 
 import numpy as np
-from conftest import wait_ready
+from gui_helpers import wait_ready
 
 
 class StallMeter:
