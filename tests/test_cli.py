@@ -97,3 +97,18 @@ print('ok')
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_outputs_get_normal_file_permissions(tiny_model_path, tmp_path):
+    """Atomic writes go through a private temporary file; the result must
+    still get the permissions a normal new file gets (umask), not 0600."""
+    import os
+
+    out, png = tmp_path / "perm.tif", tmp_path / "perm.png"
+    rc = main(["segment", str(sample_path("nuclei2d")), "--model", str(tiny_model_path),
+               "--point", "346,70", "-o", str(out), "--overlay", str(png)])
+    assert rc == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (out, png):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask

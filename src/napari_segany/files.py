@@ -33,11 +33,22 @@ def _atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the file its usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, else what the umask gives a new file."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
@@ -51,9 +62,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """Write an RGB(A) uint8 image as PNG, atomically."""
-    from skimage import io
+    import imageio.v3 as iio
 
-    return _atomic_write(Path(path), lambda tmp: io.imsave(tmp, rgb, check_contrast=False, extension=".png"))
+    return _atomic_write(Path(path), lambda tmp: iio.imwrite(tmp, rgb, extension=".png"))
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
