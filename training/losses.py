@@ -39,7 +39,9 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
 
 
-def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def sam_loss(
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, focal_weight: float = FOCAL_WEIGHT
+) -> tuple[torch.Tensor, dict]:
     """SAM's loss for B objects with K candidate masks each.
 
     Parameters
@@ -59,7 +61,7 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor)
         candidate, ``iou`` (B x K) actual IoUs.
     """
     t = target[:, None].float()
-    per = FOCAL_WEIGHT * focal_loss(logits, t) + DICE_WEIGHT * dice_loss(logits, t)  # B x K
+    per = focal_weight * focal_loss(logits, t) + DICE_WEIGHT * dice_loss(logits, t)  # B x K
     best = per.argmin(dim=1)
     mask_part = per.gather(1, best[:, None]).mean()
     actual = mask_iou(logits, t)

@@ -155,7 +155,7 @@ def train_step(model, rng, args) -> dict:
     for it in range(args.iters):
         multimask = it == 0 and not use_box
         low, up, iou = decode(model, feats, pe, targets, pts, labs, boxes, mask_in, multimask)
-        loss, st = sam_loss(up, iou, targets)
+        loss, st = sam_loss(up, iou, targets, focal_weight=args.focal_weight)
         total = total + loss
         chosen = iou.detach().argmax(1)
         stats.append(float(st["iou"].gather(1, chosen[:, None]).mean()))
@@ -193,6 +193,7 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
     config = {"arch": "vit_t", "image_size": int(args.image_size), "preprocess": "sam", "name": args.name,
               "training": {"seed": int(args.seed), "steps": int(step), "crop": int(args.crop),
                            "objects": int(args.objects), "iters": int(args.iters), "lr": float(args.lr),
+                           "focal_weight": float(args.focal_weight),
                            "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +213,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--objects", type=int, default=16, help="objects prompted per step")
     p.add_argument("--iters", type=int, default=3, help="prompt rounds per object (1 + corrections)")
     p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--focal-weight", type=float, default=20.0,
+                   help="focal : dice weight of the mask loss (SAM uses 20 : 1)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
