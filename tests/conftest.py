@@ -2,7 +2,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,11 +40,11 @@ def tiny_model_path(tmp_path_factory):
     import torch
 
     from napari_segany.model import build_sam
-    from reference_models import randomise_constants
+    from napari_segany.benchmark import randomise_weights
 
     torch.manual_seed(0)
     model = build_sam("vit_t")
-    randomise_constants(model, seed=0)
+    randomise_weights(model, seed=0)
     path = tmp_path_factory.mktemp("tiny") / "random_vit_t.pth"
     torch.save(model.state_dict(), path)
     return path

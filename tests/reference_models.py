@@ -7,14 +7,8 @@ from pathlib import Path
 
 import torch
 
-from napari_segany.benchmark import randomise_weights, reference_model
-
-randomise_constants = randomise_weights  # seeded random weights for any model
-
-
-def reference_sam(arch: str, seed: int = 0) -> torch.nn.Module:
-    """The reference package's model for ``arch`` with seeded random weights."""
-    return reference_model(arch, seed)
+from napari_segany.benchmark import randomise_weights
+from napari_segany.benchmark import reference_model as reference_sam  # noqa: F401 (used by the tests)
 
 
 def reference_vit_encoder(arch: str, image_size: int, seed: int = 0) -> torch.nn.Module:
@@ -32,7 +26,7 @@ def reference_vit_encoder(arch: str, image_size: int, seed: int = 0) -> torch.nn
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=heads, patch_size=16,
         qkv_bias=True, use_rel_pos=True, global_attn_indexes=glob, window_size=14, out_chans=256,
     )
-    randomise_constants(enc, seed)
+    randomise_weights(enc, seed)
     return enc.eval()
 
 

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_segany.sample_data import load_sample, voxel_size
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def numbers(text: str, count: tuple[int, ...], what: str) -> tuple[float, ...]:
@@ -39,3 +40,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
                         help="arithmetic of the model (default fp32)")
+
+
+def check_output_and_prompts(args: argparse.Namespace) -> Path:
+    """Refuse to replace an existing ``--output`` unless ``--overwrite``; require a prompt
+    (--point or --box) and a --label-id that fits the uint16 output. Returns the output path."""
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another -o path")
+    if not args.point and args.box is None:
+        raise ValueError("give at least one prompt: --point ROW,COL[,LABEL] (repeatable) or --box R0,C0,R1,C1")
+    if not 0 < args.label_id <= 65535:
+        raise ValueError("--label-id must be between 1 and 65535")
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -60,13 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from .predictor import Predictor
     from .weights import load_model
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another -o path")
-    if not args.point and args.box is None:
-        raise ValueError("give at least one prompt: --point ROW,COL[,LABEL] (repeatable) or --box R0,C0,R1,C1")
-    if args.label_id <= 0 or args.label_id > 65535:
-        raise ValueError("--label-id must be between 1 and 65535")
+    out = cli_args.check_output_and_prompts(args)
     image = read_image(args.image)
     plane, where = _select_plane(image, args.slice, args.channel)
 
@@ -82,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--candidate {k} does not exist: this prompt gives {len(res)} candidate(s)")
     mask = res.mask(k)
 
-    spatial = image.shape if not where and plane.ndim == 2 else image.shape[: len(where) + 2]
-    result = np.zeros(spatial, np.uint16)
+    result = np.zeros(image.shape[: len(where) + 2], np.uint16)  # the input's spatial axes
     result[where] = np.where(mask, args.label_id, 0)
     write_labels(out, result)
     if args.overlay:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -84,13 +83,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     from .files import read_image, write_labels
     from .volume import propagate
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another -o path")
-    if not args.point and args.box is None:
-        raise ValueError("give at least one prompt on the slice: --point ROW,COL[,LABEL] (repeatable) or --box")
-    if not 0 < args.label_id <= 65535:
-        raise ValueError("--label-id must be between 1 and 65535")
+    out = cli_args.check_output_and_prompts(args)
     volume = read_image(args.volume)
     if volume.ndim < 3:
         raise ValueError(f"{args.volume} is a 2D image (shape {volume.shape}); use `napari-segany segment` for it")

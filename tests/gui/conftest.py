@@ -6,7 +6,6 @@ Run with ``xvfb-run -a python -m pytest tests/gui``.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("napari")
@@ -19,11 +18,11 @@ def _save_vit_t(path, image_size: int, seed: int):
     import torch
 
     from napari_segany.model import build_sam
-    from reference_models import randomise_constants
+    from napari_segany.benchmark import randomise_weights
 
     torch.manual_seed(seed)
     model = build_sam("vit_t", image_size)
-    randomise_constants(model, seed=seed)
+    randomise_weights(model, seed=seed)
     torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": image_size}}, path)
     return path
 

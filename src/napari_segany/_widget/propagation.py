@@ -13,14 +13,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ..volume import EmbeddingStore, propagate
 from ._compat import guard_triton
-from .workers import ensure_pool_headroom
-
-
-class PropagationJob:
-    def __init__(self, label_id: int) -> None:
-        self.label_id = label_id
-        self.cancelled = False
-        self.worker = None
+from .workers import Job, launch
 
 
 class Propagator(QObject):
@@ -37,8 +30,9 @@ class Propagator(QObject):
     def __init__(self, controller) -> None:
         super().__init__()
         self.controller = controller
-        self.job: PropagationJob | None = None
-        self._stores: dict[tuple, EmbeddingStore] = {}
+        self.job: Job | None = None
+        self._store_key: tuple | None = None
+        self._store_obj: EmbeddingStore | None = None
 
     # -- what to propagate ----------------------------------------------------
     def _request(self):
@@ -78,12 +72,17 @@ class Propagator(QObject):
         predictor = self.controller.state.predictor
         fixed = tuple(s for s in req["sub"] if not isinstance(s, slice))
         key = (id(req["image"]), fixed, req["axis"], predictor.model_id, req["window"])
-        if key not in self._stores:
-            for old in self._stores.values():
-                old.close()
-            self._stores = {key: EmbeddingStore(predictor, req["volume"], axis=req["axis"],
-                                                contrast_limits=req["window"])}
-        return self._stores[key]
+        if key != self._store_key:  # another image, axis, model or window: a fresh store
+            self._close_store()
+            self._store_obj = EmbeddingStore(predictor, req["volume"], axis=req["axis"],
+                                             contrast_limits=req["window"])
+            self._store_key = key
+        return self._store_obj
+
+    def _close_store(self) -> None:
+        if self._store_obj is not None:
+            self._store_obj.close()
+        self._store_key = self._store_obj = None
 
     # -- running --------------------------------------------------------------
     def start(self) -> bool:
@@ -97,26 +96,22 @@ class Propagator(QObject):
         except ValueError as exc:
             self.status.emit(str(exc))
             return False
-        job = PropagationJob(req["label_id"])
+        label_id = req["label_id"]
+        job = Job(label_id)
         options = self.controller.state.options
         guard_triton()
 
-        @thread_worker(progress={"total": 0, "desc": f"Segment Anything: propagating label {job.label_id}"})
+        @thread_worker(progress={"total": 0, "desc": f"Segment Anything: propagating label {label_id}"})
         def run():
-            return propagate(req["volume"], labels=req["labels"], ids=[job.label_id], seed_slices=[req["z"]],
+            return propagate(req["volume"], labels=req["labels"], ids=[label_id], seed_slices=[req["z"]],
                              store=store, axis=req["axis"], spacing=req["spacing"],
                              overwrite=options.overwrite, progress=lambda d, t: self.progress.emit(d, t),
                              should_stop=lambda: job.cancelled)
 
-        ensure_pool_headroom()
-        worker = run()
-        worker.returned.connect(lambda res: self._done(job, req, res))
-        worker.errored.connect(lambda exc: self._failed(job, exc))
-        job.worker = worker
         self.job = job
         self.busy.emit(True)
-        self.status.emit(f"Propagating label {job.label_id} from slice {req['z']}...")
-        worker.start()
+        self.status.emit(f"Propagating label {label_id} from slice {req['z']}...")
+        launch(job, run(), lambda j, res: self._done(j, req, res), self._failed)
         return True
 
     def cancel(self) -> None:
@@ -127,11 +122,11 @@ class Propagator(QObject):
         self.job = None
         self.busy.emit(False)
 
-    def _failed(self, job: PropagationJob, exc: Exception) -> None:
+    def _failed(self, job: Job, exc: Exception) -> None:
         self._finish()
         self.status.emit(f"Propagation failed: {exc}")
 
-    def _done(self, job: PropagationJob, req, result) -> None:
+    def _done(self, job: Job, req, result) -> None:
         self._finish()
         changes = result.changes
         target = req["target"]
@@ -139,11 +134,12 @@ class Propagator(QObject):
             full = self._full_index(changes.index, req)
             with target.block_history():
                 target.data_setitem(full, changes.values)
-        report = result.objects[job.label_id]
+        label_id = job.what
+        report = result.objects[label_id]
         walks = "; ".join(f"{'up' if s.direction > 0 else 'down'} to slice {s.last} ({s.reason.replace('_', ' ')})"
                           for s in report.stops)
         verb = "Cancelled after" if result.cancelled else "Propagated"
-        self.status.emit(f"{verb} label {job.label_id}: {len(changes)} voxels written; {walks}. "
+        self.status.emit(f"{verb} label {label_id}: {len(changes)} voxels written; {walks}. "
                          "Ctrl+Z (labels layer selected) undoes it.")
         self.last_result = result
 
@@ -156,6 +152,4 @@ class Propagator(QObject):
 
     def close(self) -> None:
         self.cancel()
-        for store in self._stores.values():
-            store.close()
-        self._stores = {}
+        self._close_store()

@@ -88,6 +88,18 @@ class Job:
         return self.worker is not None and self.worker.is_running
 
 
+def launch(job: Job, worker, on_done: Callable[[Job, Any], None],
+           on_error: Callable[[Job, Exception], None]) -> Job:
+    """Start napari ``worker`` for ``job`` with room in Qt's thread pool; its result
+    reaches ``on_done(job, value)`` and its exception ``on_error(job, exc)``."""
+    ensure_pool_headroom()
+    worker.returned.connect(lambda value: on_done(job, value))
+    worker.errored.connect(lambda exc: on_error(job, exc))
+    job.worker = worker
+    worker.start()
+    return job
+
+
 def start_embedding(
     key: EmbeddingKey,
     predictor: Predictor,
@@ -107,13 +119,7 @@ def start_embedding(
         except Cancelled:
             return None
 
-    ensure_pool_headroom()
-    worker = run()
-    worker.returned.connect(lambda emb: on_done(job, emb))
-    worker.errored.connect(lambda exc: on_error(job, exc))
-    job.worker = worker
-    worker.start()
-    return job
+    return launch(job, run(), on_done, on_error)
 
 
 def start_model_load(
@@ -142,10 +148,4 @@ def start_model_load(
             return None
         return None if job.cancelled else Predictor(model, precision=precision)
 
-    ensure_pool_headroom()
-    worker = run()
-    worker.returned.connect(lambda predictor: on_done(job, predictor))
-    worker.errored.connect(lambda exc: on_error(job, exc))
-    job.worker = worker
-    worker.start()
-    return job
+    return launch(job, run(), on_done, on_error)
