@@ -85,7 +85,7 @@ def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
 
     out = tmp_path / "smoke.pt"
     assert main(["--out", str(out), "--steps", "3", "--threads", "1", "--objects", "4", "--iters", "2",
-                 "--crop", "128", "--log-every", "1"]) == 0
+                 "--log-every", "1"]) == 0
     model = load_model(out, device="cpu")
     assert model.image_size == 512 and model.info.arch == "vit_t" and model.info.preprocess == "sam"
     pred = Predictor(model)
@@ -102,6 +102,32 @@ def test_crop_encoder_matches_full_forward():
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         assert torch.allclose(encode(model.image_encoder, x), model.image_encoder(x))
+
+
+def test_encoder_windows_line_up_with_tinyvit_attention_windows():
+    from napari_segany.model import build_sam
+    from napari_segany.model.tiny_vit import TinyViTBlock
+    from napari_segany.preprocess import Geometry
+    from training.train import WINDOW_ALIGN, pick_window, window_segments
+
+    model = build_sam("vit_t", 512).eval()
+    strides = {}
+    hooks = [b.register_forward_pre_hook(lambda m, a: strides.__setitem__(m, 512 // a[0].shape[1]))
+             for b in model.image_encoder.modules() if isinstance(b, TinyViTBlock)]
+    with torch.no_grad():
+        model.image_encoder(torch.zeros(1, 3, 512, 512))
+    for h in hooks:
+        h.remove()
+    assert len(strides) == 10  # every attention block of TinyViT-5M
+    # every stage's attention windows tile the frame at multiples of WINDOW_ALIGN pixels
+    assert all(WINDOW_ALIGN % (b.window_size * s) == 0 for b, s in strides.items())
+    assert window_segments(512) == [(0, 224), (224, 512)]
+    assert window_segments(1024)[-1] == (672, 1024) and window_segments(200) == [(0, 200)]
+    rng = np.random.default_rng(0)
+    tall = Geometry.for_image((512, 200), 512)  # image on the left 200 columns of the frame
+    for _ in range(20):
+        top, left, h, w = pick_window(rng, tall)
+        assert (top, top + h) in window_segments(512) and (left, left + w) == (0, 224)
 
 
 def test_evaluation_geometry_on_real_labels(nuclei2d):

@@ -1,6 +1,6 @@
 """Train a ``vit_t`` (TinyViT encoder + SAM prompt encoder/decoder) from scratch on procedural data.
 
-    python -m training.train --out model.pt --minutes 85 --seed 0
+    python -m training.train --out model.pt --minutes 85 --seed 0 [--export shipped.pt]
 
 What one step does (all in fp32 on the CPU):
 
@@ -9,21 +9,29 @@ What one step does (all in fp32 on the CPU):
    (``intensity_window`` with the default percentiles, ``to_unit_range``,
    ``Geometry.for_image``, ``encoder_input``): longest side resized to the
    model size, ImageNet mean/std, zero padding.
-2. Cut a ``crop`` x ``crop`` window (default 256, offset a multiple of 16) out
-   of the 512 x 512 model frame and run the encoder on it only. TinyViT has no
-   positional embedding, so the crop's embedding is (up to border effects) the
-   matching part of the full-frame embedding; the decoder gets the matching
-   window of the dense positional encoding and prompts in full-frame model
-   coordinates, so what is learnt is exactly what the 512 model serves. This
-   makes a step about 4x cheaper than a full frame.
+2. Cut one encoder window out of the 512 x 512 model frame and run the
+   encoder on it only (``--full-frame``: the whole frame). Windows start at
+   multiples of 224 px and end there or at the frame's edge (per axis
+   [0, 224) or [224, 512)), which is where TinyViT's attention windows fall on
+   the full frame, so the window's embedding is the matching part of the
+   full-frame embedding up to the convolutions' zero padding at its inner
+   edges. (Measured on a partly trained model: windows at multiples of 16 px
+   instead scored 0.25 vs 0.16 1-click IoU between the window path and the
+   full frame; aligned windows 0.20 vs 0.18.) TinyViT has no positional
+   embedding; the decoder gets the matching window of the dense positional
+   encoding and prompts in full-frame model coordinates, so what is learnt is
+   what the 512 model serves. This makes the encoder's share of a step
+   about 4x cheaper.
 3. For up to ``objects`` objects in the window: a first prompt (one random
    point with multimask output, or a jittered box), then ``iters - 1``
    correction rounds, each adding a click from the error region of the
    previous best-scored candidate and feeding that candidate's logits back as
    ``mask_input`` (single-mask output), as in SAM's training.
-4. Loss: focal + dice of the best candidate at crop resolution + MSE of the
-   predicted IoU (:mod:`training.losses`), summed over rounds; AdamW with
-   warm-up and cosine decay; one backward per step.
+4. Loss: focal + dice of the best candidate at the window's resolution + MSE
+   of the predicted IoU (:mod:`training.losses`), summed over rounds; AdamW
+   with warm-up and cosine decay; one backward per step. BatchNorm uses each
+   step's statistics until ``--bn-freeze-at`` of the steps, then is measured
+   and frozen for the rest (:func:`freeze_batchnorm`).
 
 The data of step ``i`` depends only on ``(seed, i)``, so a run with
 ``--steps N`` is reproducible (same torch build, same thread count). With only
@@ -53,6 +61,10 @@ from .prompts import jittered_box, random_point, sampled_correction
 from .synth import generate
 
 PATCH = 16
+#: TinyViT-5M's attention windows at a 512 or 1024 input tile the frame in steps of 224 px
+#: (stage 2: 7 tokens x 8 px = 56; stage 3: 14 x 16 = 224; stage 4: 7 x 16 = 112).
+WINDOW_ALIGN = 224
+CALIBRATION_IMAGES = 32
 
 
 def encode(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -85,29 +97,57 @@ def frame_masks(masks: np.ndarray, geometry: Geometry) -> torch.Tensor:
     """N x H x W bool masks -> N x S x S float {0, 1} in the model frame (resized like the image, padded)."""
     m = torch.from_numpy(masks.astype(np.float32))[:, None]
     if tuple(m.shape[-2:]) != geometry.input_size:
-        m = F.interpolate(m, size=geometry.input_size, mode="bilinear", align_corners=False, antialias=True)
+        shrink = geometry.input_size[0] < m.shape[-2]
+        m = F.interpolate(m, size=geometry.input_size, mode="bilinear", align_corners=False, antialias=shrink)
     s = geometry.model_size
     m = F.pad(m, (0, s - geometry.input_size[1], 0, s - geometry.input_size[0]))
     return (m[:, 0] > 0.5).float()
 
 
-def pick_window(rng, geometry: Geometry, crop: int) -> tuple[int, int]:
-    """Top-left (row, col) of a crop window inside the image part of the frame, multiples of 16."""
-    def start(extent):
-        top = max(0, min(extent, geometry.model_size) - crop)
-        return int(rng.integers(top // PATCH + 1)) * PATCH
-    return start(geometry.input_size[0]), start(geometry.input_size[1])
+def window_segments(size: int, unit: int = WINDOW_ALIGN) -> list[tuple[int, int]]:
+    """Encoder windows along one axis of a ``size`` frame: [k*unit, (k+1)*unit), the last
+    one running to the frame's end (e.g. 512 -> [0, 224), [224, 512))."""
+    starts = list(range(0, max(size - unit, 0) + 1, unit))
+    return [(a, b if i < len(starts) - 1 else size) for i, (a, b) in
+            enumerate((a, a + unit) for a in starts)]
 
 
-def choose_objects(rng, window_masks: torch.Tensor, n: int, min_area: int = 12) -> np.ndarray:
-    """Indices of up to ``n`` objects with at least ``min_area`` pixels in the window."""
-    areas = window_masks.flatten(1).sum(1).numpy()
+def pick_window(rng, geometry: Geometry, full_frame: bool = False) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the encoder window in the model frame.
+
+    Windows start at multiples of :data:`WINDOW_ALIGN` and end there or at the
+    frame's edge, so TinyViT's attention windows (and their zero padding at the
+    bottom/right edge) fall exactly where they fall on the full frame at
+    inference. Only windows that overlap the image part of the frame are drawn.
+    """
+    s = geometry.model_size
+    if full_frame:
+        return 0, 0, s, s
+
+    def axis(extent):
+        segs = [seg for seg in window_segments(s) if seg[0] < extent]
+        a, b = segs[int(rng.integers(len(segs)))]
+        return a, b - a
+
+    (top, h), (left, w) = axis(geometry.input_size[0]), axis(geometry.input_size[1])
+    return top, left, h, w
+
+
+def choose_objects(rng, masks: np.ndarray, geometry: Geometry, window, n: int, min_area: int = 12) -> np.ndarray:
+    """Indices of up to ``n`` objects with at least ``min_area`` model-frame pixels in the window
+    (areas measured on the original masks, scaled; only the chosen masks get resized)."""
+    top, left, h, w = window
+    sy = geometry.input_size[0] / geometry.original_size[0]
+    sx = geometry.input_size[1] / geometry.original_size[1]
+    r0, r1 = int(top / sy), int(math.ceil((top + h) / sy))
+    c0, c1 = int(left / sx), int(math.ceil((left + w) / sx))
+    areas = masks[:, r0:r1, c0:c1].sum((1, 2)) * sy * sx
     ok = np.flatnonzero(areas >= min_area)
     return rng.permutation(ok)[:n]
 
 
 def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, multimask):
-    """One batched decoder call for K objects; logits upsampled to crop resolution."""
+    """One batched decoder call for K objects; logits upsampled to the window's resolution."""
     pts = None
     if prompt_pts is not None:
         pts = (torch.tensor(np.asarray(prompt_pts), dtype=torch.float32),
@@ -124,18 +164,18 @@ def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, mu
 def train_step(model, rng, args) -> dict:
     """Render, prompt, decode for ``args.iters`` rounds; returns the loss tensor and stats."""
     x, masks, geometry = render(rng, args.image_size)
-    oy, ox = pick_window(rng, geometry, args.crop)
-    crop = args.crop
-    full = frame_masks(masks, geometry) if len(masks) else torch.zeros(0, args.image_size, args.image_size)
-    window = full[:, oy : oy + crop, ox : ox + crop]
-    idx = choose_objects(rng, window, args.objects)
+    oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
+    idx = choose_objects(rng, masks, geometry, (oy, ox, h, w), args.objects) if len(masks) else []
     if len(idx) == 0:
         return {"skipped": True}
-    targets = window[idx]
+    targets = frame_masks(masks[idx], geometry)[:, oy : oy + h, ox : ox + w]
+    keep = targets.flatten(1).sum(1) > 0  # the area estimate can include a sliver the resize drops
+    if not keep.any():
+        return {"skipped": True}
+    idx, targets = idx[keep.numpy()], targets[keep]
     tgt_np = targets.numpy() > 0.5
-    feats = encode(model.image_encoder, x[..., oy : oy + crop, ox : ox + crop])
-    g = crop // PATCH
-    pe = model.prompt_encoder.get_dense_pe()[..., oy // PATCH : oy // PATCH + g, ox // PATCH : ox // PATCH + g]
+    feats = encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w])
+    pe = model.prompt_encoder.get_dense_pe()[..., oy // PATCH : (oy + h) // PATCH, ox // PATCH : (ox + w) // PATCH]
     use_box = rng.random() < 0.5
     # prompts in full-frame model coordinates (x, y)
     boxes = None
@@ -180,6 +220,36 @@ def train_step(model, rng, args) -> dict:
     return {"loss": total / args.iters, "iou_rounds": stats, "objects": len(idx), "box": use_box}
 
 
+def freeze_batchnorm(model: torch.nn.Module, seed: int, image_size: int, full_frame: bool) -> None:
+    """Measure BatchNorm's statistics on ``CALIBRATION_IMAGES`` rendered images with the
+    current weights, then freeze them, so training computes exactly what inference computes.
+
+    Until then BatchNorm uses each step's statistics. A step sees one image, so
+    these are one image's statistics, and the running averages used at
+    inference differ from them (measured on a partly trained model: the
+    embedding changed by several times its mean magnitude between the modes).
+    Training the last part of the schedule with frozen statistics lets the
+    weights adapt to what inference does. (Freezing from the start at the
+    default mean 0 / variance 1 shrinks the initial TinyViT's activations to
+    about 1 % by the second stage, and the decoder collapses to constant masks;
+    measured statistics from the start learn more slowly than batch statistics.)
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the calibration images
+        norm.train()
+    with torch.no_grad():
+        for i in range(CALIBRATION_IMAGES):
+            rng = np.random.default_rng([seed, 1_000_000 + i])
+            x, _, geometry = render(rng, image_size)
+            oy, ox, h, w = pick_window(rng, geometry, full_frame)
+            encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w])
+    for norm in norms:
+        norm.momentum = 0.1
+        norm.eval()
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 5 % of ``base`` at ``total``."""
     if step < warmup:
@@ -191,9 +261,9 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = None) -> None:
     """Write our checkpoint format atomically: {"model": state_dict, "config": {...}}."""
     config = {"arch": "vit_t", "image_size": int(args.image_size), "preprocess": "sam", "name": args.name,
-              "training": {"seed": int(args.seed), "steps": int(step), "crop": int(args.crop),
+              "training": {"seed": int(args.seed), "steps": int(step), "full_frame": bool(args.full_frame),
                            "objects": int(args.objects), "iters": int(args.iters), "lr": float(args.lr),
-                           "focal_weight": float(args.focal_weight),
+                           "focal_weight": float(args.focal_weight), "bn_freeze_at": float(args.bn_freeze_at),
                            "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,28 +272,50 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
     os.replace(tmp, path)
 
 
+def export_half(src: Path, dest: Path) -> str:
+    """Write the shipped copy of a training checkpoint: floating-point tensors in float16
+    (halves the file; ``load_model`` computes in float32 again), the config kept, written
+    atomically. Returns the new file's sha256."""
+    from napari_segany.checkpoint import file_hash
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["model"].items()}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    torch.save({"model": state, "config": ckpt["config"]}, tmp)
+    os.replace(tmp, dest)
+    return file_hash(dest, "sha256")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (our format, .pt)")
-    p.add_argument("--minutes", type=float, default=85.0, help="wall-clock budget (default 85)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget (default 85 without --steps, none with it)")
     p.add_argument("--steps", type=int, default=None, help="fixed step count (reproducible); else from --minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--crop", type=int, default=256, help="encoder window, multiple of 16 (image-size: full frame)")
+    p.add_argument("--full-frame", action="store_true",
+                   help="encode the whole model frame every step (default: one aligned window)")
     p.add_argument("--objects", type=int, default=16, help="objects prompted per step")
     p.add_argument("--iters", type=int, default=3, help="prompt rounds per object (1 + corrections)")
     p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--focal-weight", type=float, default=20.0,
+    p.add_argument("--focal-weight", type=float, default=1.0,
                    help="focal : dice weight of the mask loss (SAM uses 20 : 1)")
+    p.add_argument("--bn-freeze-at", type=float, default=0.85,
+                   help="fraction of the steps after which BatchNorm statistics are measured and "
+                   "frozen (default 0.85; 1 = never)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--save-every-min", type=float, default=10.0)
     p.add_argument("--name", default="segany_vit_t_512")
+    p.add_argument("--export", type=Path, default=None,
+                   help="also write the float16 copy that ships in the package to this path")
     args = p.parse_args(argv)
-    if args.crop % PATCH or not PATCH <= args.crop <= args.image_size:
-        p.error(f"--crop must be a multiple of {PATCH} between {PATCH} and --image-size")
+    if args.minutes is None and args.steps is None:
+        args.minutes = 85.0
     return args
 
 
@@ -245,10 +337,11 @@ def main(argv=None) -> int:
     total = args.steps or 10**9
     t0 = last_save = time.perf_counter()
     step = 0
+    frozen_at = None
     window: list[dict] = []
     while step < total:
         elapsed = time.perf_counter() - t0
-        if elapsed > args.minutes * 60:
+        if args.minutes is not None and elapsed > args.minutes * 60:
             print(f"time budget reached at step {step}", flush=True)
             break
         if args.steps is None and step == 30:  # fix the schedule from the measured speed
@@ -257,6 +350,10 @@ def main(argv=None) -> int:
                   f"(rerun with --steps {total} to reproduce)", flush=True)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total if args.steps or step >= 30 else 10**9, args.lr, args.warmup)
+        if frozen_at is None and (args.steps or step >= 30) and step >= args.bn_freeze_at * total:
+            freeze_batchnorm(model, args.seed, args.image_size, args.full_frame)
+            frozen_at = step
+            print(f"BatchNorm statistics measured and frozen at step {step}", flush=True)
         rng = np.random.default_rng([args.seed, step])
         out = train_step(model, rng, args)
         step += 1
@@ -279,9 +376,15 @@ def main(argv=None) -> int:
         if time.perf_counter() - last_save > args.save_every_min * 60:
             save_checkpoint(model, args.out, args, step, {"partial": True})
             last_save = time.perf_counter()
+    if frozen_at is None:  # the budget ran out first: inference still needs measured statistics
+        freeze_batchnorm(model, args.seed, args.image_size, args.full_frame)
+        frozen_at = step
     model.eval()
-    save_checkpoint(model, args.out, args, step, {"seconds": round(time.perf_counter() - t0, 1)})
+    save_checkpoint(model, args.out, args, step, {"seconds": round(time.perf_counter() - t0, 1),
+                                                  "bn_frozen_at_step": frozen_at})
     print(f"saved {args.out} after {step} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.export:
+        print(f"exported {args.export} (float16), sha256 {export_half(args.out, args.export)}", flush=True)
     return 0
 
 

@@ -189,7 +189,7 @@ class TinyViTBlock(nn.Module):
         b, h, w, c = x.shape
         ws = self.window_size
         windows, padded = window_partition(x.contiguous(), ws)  # (B * n_windows) x ws x ws x C
-        attended = self.attn(windows.view(-1, ws * ws, c)).view(-1, ws, ws, c)
+        attended = self.attn(windows.reshape(-1, ws * ws, c)).view(-1, ws, ws, c)
         x = x + window_unpartition(attended, ws, padded, (h, w))
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.mlp(x)
