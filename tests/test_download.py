@@ -280,6 +280,10 @@ def test_registry_table_is_consistent():
         assert spec.preprocess in ("sam", "medsam")
         alg, _, digest = spec.known_hash.partition(":")
         assert alg in ("sha256", "md5", "xxh128") and len(digest) in (64, 32)
-        assert all(u.startswith("https://") for u in (spec.url, *spec.mirrors))
+        if spec.bundled:  # shipped in the package, never downloaded
+            assert spec.url == "" and not spec.mirrors and alg == "sha256"
+        else:
+            assert all(u.startswith("https://") for u in (spec.url, *spec.mirrors))
     assert registry.REGISTRY["medsam_vit_b"].preprocess == "medsam"
     assert registry.REGISTRY["vit_b"].size_text == "375 MB"
+    assert [s.name for s in registry.REGISTRY.values() if s.bundled] == [registry.DEFAULT_MODEL]

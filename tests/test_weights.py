@@ -244,17 +244,12 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path, writer):
 def test_missing_file_and_unknown_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint file at"):
         read_checkpoint(tmp_path / "absent.pth")
-    with pytest.raises(ValueError, match="No checkpoint file at .*Registry names: vit_b"):
+    with pytest.raises(ValueError, match="No checkpoint file at .*Registry names: segany_vit_t_512, vit_b"):
         load_model(str(tmp_path / "absent.pth"), device="cpu")
     with pytest.raises(ValueError, match="'vit_q' is neither a registry name.*vit_b_lm"):
         load_model("vit_q", device="cpu")
     with pytest.raises(ValueError, match="is a folder"):
         load_model(tmp_path, device="cpu")
-
-
-def test_no_default_model_yet():
-    with pytest.raises(ValueError, match="No default model is shipped yet: pass a registry name"):
-        load_model()
 
 
 def test_garbage_and_truncated_files(tmp_path):

@@ -36,7 +36,8 @@ def limits(text: str) -> tuple[float, float]:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", default=None,
-                        help="registry name (see `napari-segany models`) or checkpoint file")
+                        help="registry name (see `napari-segany models`) or checkpoint file "
+                        "(default: the included segany_vit_t_512)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
                         help="arithmetic of the model (default fp32)")

@@ -23,7 +23,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         "and a model loaded.",
     )
     parser.add_argument("image", nargs="?", help="image file to open (TIFF, PNG, ...)")
-    parser.add_argument("--model", "-m", help="registry name or checkpoint file to load at start")
+    parser.add_argument("--model", "-m", default=None,
+                        help="registry name or checkpoint file to load at start "
+                        "(default: the included segany_vit_t_512)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.set_defaults(func=run)
     return parser
@@ -59,7 +61,9 @@ def open_gui(image: str | None = None, model: str | None = None, device: str = "
 
 
 def run(args: argparse.Namespace) -> int:
-    viewer, _ = open_gui(args.image, args.model, args.device)
+    from .registry import DEFAULT_MODEL
+
+    viewer, _ = open_gui(args.image, args.model or DEFAULT_MODEL, args.device)
     import napari
 
     napari.run()

@@ -35,7 +35,8 @@ def run_models(args: argparse.Namespace) -> int:
     for name in registry.model_names():
         spec = registry.get_spec(name)
         size = f"{spec.size_bytes / 1e6:.0f} MB" if spec.size_bytes else "?"
-        rows.append((name, spec.arch, size, "yes" if registry.is_cached(name) else "no", spec.description))
+        where = "included" if spec.bundled else ("yes" if registry.is_cached(name) else "no")
+        rows.append((name, spec.arch, size, where, spec.description))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r[:4], widths)) + "  " + r[4])

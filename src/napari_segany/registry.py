@@ -27,7 +27,7 @@ from .checkpoint import (
 )
 
 __all__ = [
-    "REGISTRY", "ChecksumError", "DownloadError", "ModelSpec", "cache_dir", "cached_path",
+    "DEFAULT_MODEL", "REGISTRY", "ChecksumError", "DownloadError", "ModelSpec", "cache_dir", "cached_path",
     "fetch", "get_spec", "import_model", "imported_by_hand",
     "is_cached", "model_names",
 ]
@@ -61,6 +61,9 @@ class ModelSpec:
         Provenance and licence note.
     mirrors : tuple of str
         Further URLs of the identical file, tried in order when ``url`` fails.
+    bundled : bool
+        The file ships inside the package (``napari_segany/_models/``): it is
+        never downloaded, only verified against ``known_hash``.
     """
 
     name: str
@@ -73,11 +76,17 @@ class ModelSpec:
     description: str = ""
     source: str = ""
     mirrors: tuple[str, ...] = ()
+    bundled: bool = False
 
     @property
     def size_text(self) -> str:
         """Human-readable size, e.g. ``"375 MB"`` (``"size unknown"`` if not known)."""
         return f"{round(self.size_bytes / _MB)} MB" if self.size_bytes else "size unknown"
+
+
+#: The model ``load_model()``, the command line and the plugin use when none is named.
+DEFAULT_MODEL = "segany_vit_t_512"
+_BUNDLED_DIR = Path(__file__).parent / "_models"
 
 
 _FB = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -92,6 +101,12 @@ _MICROSAM_SRC = (
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
+        ModelSpec(DEFAULT_MODEL, "vit_t", "", "segany_vit_t_512.pt",
+                  "sha256:821d561cf1d5d51ea8e7a9d061aa85325a91f8e7ca84efb79b9b2f507c4d54b5",
+                  20_429_101, description="napari-segany's own small model (TinyViT, 512 px), "
+                  "included: no download; trained on synthetic images, see MODEL_CARD.md",
+                  source="Trained from scratch by napari-segany (training/); BSD-3-Clause.",
+                  bundled=True),
         ModelSpec("vit_b", "vit_b", _FB + "sam_vit_b_01ec64.pth", "sam_vit_b_01ec64.pth",
                   "sha256:ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
                   375_042_383, description="SAM ViT-B, natural images (general purpose)",
@@ -186,12 +201,14 @@ def cache_dir() -> Path:
 
 
 def cached_path(name: str) -> Path:
-    """Where the file of registry entry ``name`` lives once downloaded or imported."""
-    return cache_dir() / get_spec(name).filename
+    """Where the file of registry entry ``name`` lives once downloaded or imported
+    (for a bundled model: its place inside the installed package)."""
+    spec = get_spec(name)
+    return (_BUNDLED_DIR if spec.bundled else cache_dir()) / spec.filename
 
 
 def is_cached(name: str) -> bool:
-    """Whether the file of ``name`` is in the cache (its hash is checked by :func:`fetch`)."""
+    """Whether the file of ``name`` is on this machine (its hash is checked by :func:`fetch`)."""
     return cached_path(name).is_file()
 
 
@@ -247,6 +264,8 @@ def fetch(name: str, progress=True) -> Path:
     """
     spec = get_spec(name)
     require_hash_support(spec.known_hash)
+    if spec.bundled:
+        return _verified_bundled(spec)
     dest = cache_dir() / spec.filename
     if dest.is_file():
         if _matches(dest, spec.known_hash):
@@ -268,6 +287,24 @@ def fetch(name: str, progress=True) -> Path:
         _marker(dest).unlink(missing_ok=True)
         return Path(out)
     raise _download_failure(spec, dest, failures)
+
+
+def _verified_bundled(spec: ModelSpec) -> Path:
+    """The package's own copy of a bundled model, after checking its hash."""
+    path = _BUNDLED_DIR / spec.filename
+    if not path.is_file():
+        raise ChecksumError(
+            f"The model file {spec.name!r} that ships with napari-segany is missing ({path}). "
+            "Reinstall napari-segany (pip install --force-reinstall napari-segany), or name "
+            "another model."
+        )
+    if not _matches(path, spec.known_hash):
+        raise ChecksumError(
+            f"The model file {spec.name!r} that ships with napari-segany ({path}) does not match "
+            f"its checksum {spec.known_hash}: it was damaged or modified, and is not used. "
+            "Reinstall napari-segany, or name another model."
+        )
+    return path
 
 
 def _download_failure(spec: ModelSpec, dest: Path, failures: list) -> Exception:
@@ -339,6 +376,9 @@ def import_model(path: str | os.PathLike, name: str, *, verify: bool = True) -> 
         The file's path in the cache.
     """
     spec = get_spec(name)
+    if spec.bundled:
+        raise ValueError(f"{name!r} ships inside napari-segany and needs no import; load a "
+                         "fine-tuned copy by its path with load_model(path).")
     src = Path(path).expanduser()
     if not src.is_file():
         raise FileNotFoundError(f"No file at {str(src)!r} to import; check the path.")

@@ -23,10 +23,6 @@ from .model import ModelInfo, Sam, build_sam
 
 __all__ = ["load_model", "model_from_state_dict", "resolve_device"]
 
-NO_DEFAULT_MESSAGE = (
-    "No default model is shipped yet: pass a registry name (e.g. 'vit_b', downloads 375 MB) "
-    "or the path of a checkpoint file."
-)
 _PATH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
 
@@ -193,11 +189,13 @@ def load_model(
 
     Parameters
     ----------
-    name_or_path : str or os.PathLike
+    name_or_path : str or os.PathLike, optional
         A registry name (see ``napari_segany.registry.model_names()``),
         downloaded and verified on first use, or the path of a checkpoint file
         (``.pth``/``.pt``/``.safetensors``) in any layout that
-        :func:`napari_segany.checkpoint.read_checkpoint` understands.
+        :func:`napari_segany.checkpoint.read_checkpoint` understands. By
+        default the model that ships inside the package
+        (``registry.DEFAULT_MODEL``, no download; its hash is checked).
     device : str or torch.device, default "auto"
         See :func:`resolve_device`.
     preprocess : {"sam", "medsam"}, optional
@@ -216,12 +214,12 @@ def load_model(
     Raises
     ------
     ValueError
-        If no model is named, the name is unknown and no such file exists, the
+        If the name is unknown and no such file exists, the
         file is unsafe, damaged or of an unknown architecture, or the device is
         not available.
     """
     if name_or_path is None:
-        raise ValueError(NO_DEFAULT_MESSAGE)
+        name_or_path = registry.DEFAULT_MODEL
     if preprocess is not None and preprocess not in PREPROCESS_MODES:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, "
                          f"got {preprocess!r}.")

@@ -28,6 +28,10 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
     assert isinstance(widget, SegmentAnythingWidget)
     assert "C</b>: commit" in widget.toolTip() and "<b>T</b>" in widget.toolTip()
+    # the included model is preselected and shown as needing no download
+    panel = widget.model_panel
+    assert panel.source == "segany_vit_t_512"
+    assert panel.model_combo.currentText().startswith("segany_vit_t_512 (included)")
 
 
 @pytest.mark.parametrize(

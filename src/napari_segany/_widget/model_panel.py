@@ -22,7 +22,10 @@ def model_items() -> list[tuple[str, str]]:
     items = []
     for name in registry.model_names():
         spec = registry.get_spec(name)
-        where = "cached" if registry.is_cached(name) else f"download {spec.size_text}"
+        if spec.bundled:
+            where = "included"
+        else:
+            where = "cached" if registry.is_cached(name) else f"download {spec.size_text}"
         items.append((f"{name} ({where}) - {spec.description}", name))
     return items
 
@@ -115,11 +118,7 @@ class ModelPanel(QWidget):
 
     # -- models -----------------------------------------------------------------
     def _select_default_model(self) -> None:
-        names = registry.model_names()
-        cached = [n for n in names if registry.is_cached(n)]
-        pick = cached[0] if cached else ("vit_t" if "vit_t" in names else None)
-        if pick is not None:
-            self.model_combo.setCurrentIndex(self.model_combo.findData(pick))
+        self.model_combo.setCurrentIndex(self.model_combo.findData(registry.DEFAULT_MODEL))
 
     def _model_activated(self, index: int) -> None:
         if self.model_combo.itemData(index) != LOCAL_FILE:

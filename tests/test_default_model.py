@@ -1,0 +1,95 @@
+"""The model that ships inside the package: its file, its hash, its loading and its reported numbers.
+
+The numbers in ``training/results/segany_vit_t_512.json`` were written by
+``python -m training.evaluate --model segany_vit_t_512`` and are the ones in
+MODEL_CARD.md; here the shipped file is loaded the way a user loads it
+(``load_model()`` with no argument) and must reproduce them on the real 2D
+nuclei within 0.01.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segany import Predictor, registry
+from napari_segany.checkpoint import file_hash
+from napari_segany.cli import main
+from napari_segany.sample_data import load_sample, sample_path
+from napari_segany.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTED = ROOT / "training" / "results" / f"{registry.DEFAULT_MODEL}.json"
+SPEC = registry.get_spec(registry.DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_model(device="cpu")
+
+
+def test_shipped_file_matches_its_registry_entry():
+    path = registry.fetch(registry.DEFAULT_MODEL, progress=False)
+    assert path.is_relative_to(Path(registry.__file__).parent / "_models")
+    assert "sha256:" + file_hash(path, "sha256") == SPEC.known_hash
+    assert path.stat().st_size == SPEC.size_bytes <= 25_000_000
+    assert SPEC.bundled and SPEC.arch == "vit_t" and registry.is_cached(registry.DEFAULT_MODEL)
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    assert stored["config"]["image_size"] == 512 and stored["config"]["arch"] == "vit_t"
+    assert {v.dtype for v in stored["model"].values() if v.is_floating_point()} == {torch.float16}
+
+
+def test_load_model_without_a_name_gives_the_shipped_model(default_model):
+    info = default_model.info
+    assert info.name == registry.DEFAULT_MODEL and info.arch == "vit_t" and info.preprocess == "sam"
+    assert "sha256:" + info.sha256 == SPEC.known_hash
+    assert default_model.image_encoder.img_size == 512
+    assert all(p.dtype == torch.float32 for p in default_model.parameters())
+
+
+def test_a_damaged_shipped_file_is_refused_not_used(tmp_path, monkeypatch):
+    shutil.copy(registry.cached_path(registry.DEFAULT_MODEL), tmp_path / SPEC.filename)
+    with open(tmp_path / SPEC.filename, "r+b") as f:
+        f.seek(-100, 2)
+        f.write(b"\x00" * 10)
+    monkeypatch.setattr(registry, "_BUNDLED_DIR", tmp_path)
+    with pytest.raises(registry.ChecksumError, match="damaged or modified.*Reinstall napari-segany"):
+        load_model(device="cpu")
+    (tmp_path / SPEC.filename).unlink()
+    with pytest.raises(registry.ChecksumError, match="is missing.*Reinstall napari-segany"):
+        load_model(device="cpu")
+    with pytest.raises(ValueError, match="ships inside napari-segany and needs no import"):
+        registry.import_model(ROOT / "README.md", registry.DEFAULT_MODEL)
+
+
+def test_cli_segments_the_sample_with_the_default_model(tmp_path):
+    out, png = tmp_path / "object.tif", tmp_path / "overlay.png"
+    rc = main(["segment", str(sample_path("nuclei2d")), "--point", "346,70", "-o", str(out),
+               "--overlay", str(png), "--device", "cpu"])
+    assert rc == 0 and png.stat().st_size > 0
+    import tifffile
+
+    labels = tifffile.imread(out)
+    assert labels.shape == (512, 512) and labels[346, 70] == 1
+    assert 20 < np.count_nonzero(labels) < 5000  # one nucleus, not the background
+
+
+@pytest.mark.slow
+def test_reproduces_its_reported_2d_numbers(default_model):
+    sys.path.insert(0, str(ROOT))
+    from training.evaluate import ModelMethod, eval_2d
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    reported = next(r["2d"] for k, r in json.loads(REPORTED.read_text()).items() if k != "baseline")
+    got = eval_2d(ModelMethod(Predictor(default_model)), load_sample("nuclei2d"),
+                  load_sample("nuclei2d_labels"))
+    assert got["n"] == reported["n"] == 125
+    assert got["click"] == pytest.approx(reported["click"], abs=0.01)
+    assert got["box"] == pytest.approx(reported["box"], abs=0.01)
+    np.testing.assert_allclose(got["after_clicks"], reported["after_clicks"], atol=0.01)
