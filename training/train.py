@@ -107,9 +107,8 @@ def frame_masks(masks: np.ndarray, geometry: Geometry) -> torch.Tensor:
 def window_segments(size: int, unit: int = WINDOW_ALIGN) -> list[tuple[int, int]]:
     """Encoder windows along one axis of a ``size`` frame: [k*unit, (k+1)*unit), the last
     one running to the frame's end (e.g. 512 -> [0, 224), [224, 512))."""
-    starts = list(range(0, max(size - unit, 0) + 1, unit))
-    return [(a, b if i < len(starts) - 1 else size) for i, (a, b) in
-            enumerate((a, a + unit) for a in starts)]
+    starts = range(0, max(size - unit, 0) + 1, unit)
+    return [(a, a + unit) for a in starts[:-1]] + [(starts[-1], size)]
 
 
 def pick_window(rng, geometry: Geometry, full_frame: bool = False) -> tuple[int, int, int, int]:
@@ -266,9 +265,14 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
                            "focal_weight": float(args.focal_weight), "bn_freeze_at": float(args.bn_freeze_at),
                            "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    _save_atomically({"model": state, "config": config}, path)
+
+
+def _save_atomically(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": state, "config": config}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
@@ -280,10 +284,7 @@ def export_half(src: Path, dest: Path) -> str:
 
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["model"].items()}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    torch.save({"model": state, "config": ckpt["config"]}, tmp)
-    os.replace(tmp, dest)
+    _save_atomically({"model": state, "config": ckpt["config"]}, dest)
     return file_hash(dest, "sha256")
 
 
@@ -348,9 +349,10 @@ def main(argv=None) -> int:
             total = max(step + 1, int(args.minutes * 60 / (elapsed / step) * 0.97))
             print(f"measured {step / elapsed:.3f} steps/s; schedule fixed at {total} steps "
                   f"(rerun with --steps {total} to reproduce)", flush=True)
+        scheduled = bool(args.steps) or step >= 30  # is `total` known yet?
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, total if args.steps or step >= 30 else 10**9, args.lr, args.warmup)
-        if frozen_at is None and (args.steps or step >= 30) and step >= args.bn_freeze_at * total:
+            group["lr"] = lr_at(step, total if scheduled else 10**9, args.lr, args.warmup)
+        if frozen_at is None and scheduled and step >= args.bn_freeze_at * total:
             freeze_batchnorm(model, args.seed, args.image_size, args.full_frame)
             frozen_at = step
             print(f"BatchNorm statistics measured and frozen at step {step}", flush=True)
