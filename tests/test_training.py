@@ -17,7 +17,7 @@ from training.losses import dice_loss, focal_loss, sam_loss  # noqa: E402
 from training.prompts import (  # noqa: E402
     centre_correction, farthest_interior_point, jittered_box, random_point, tight_box,
 )
-from training.synth import KINDS, generate  # noqa: E402
+from training.synth import KINDS, NUCLEUS_DIAMETER, generate  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,38 @@ def test_generator_is_deterministic_and_masks_are_exact(kind):
             assert not (a.masks[i] & ~a.masks[p]).any()
     lab = a.labels()
     assert lab.max() <= len(a.masks) and set(np.unique(lab)) - {0} <= set(range(1, len(a.masks) + 1))
+
+
+def test_nucleus_diameter_range_sets_the_size_of_generated_nuclei():
+    def median_diameter(seed, diameter):
+        s = generate(seed, (256, 256), "nuclei", nucleus_diameter=diameter)
+        return float(np.median(2 * np.sqrt(s.masks.sum((1, 2)) / np.pi)))
+
+    # per scene the size is scaled by e^(+-0.3), per object by e^N(0, 0.25); wobble and edges add a little
+    small = [median_diameter(i, (4.0, 4.0)) for i in range(3)]
+    large = [median_diameter(i, (40.0, 40.0)) for i in range(3)]
+    assert all(2.5 < d < 7 for d in small), small
+    assert all(25 < d < 60 for d in large), large
+
+
+def test_sweep_plans_equal_cpu_cost_and_one_scale_for_all():
+    from training.sweep import plan_steps
+
+    spec = {"reference_steps": 6000, "variants": [{"name": "a", "cpu_cost": 1.0}, {"name": "b", "cpu_cost": 1.2}]}
+    steps, scale = plan_steps(spec, {"a": 0.1, "b": 0.1}, budget_s=10_000)
+    assert scale == 1.0 and steps == {"a": 6000, "b": 5000}
+    steps, scale = plan_steps(spec, {"a": 0.1, "b": 0.2}, budget_s=500)  # b: 5000 x 0.2 s = 1000 s
+    assert scale == 0.5 and steps == {"a": 3000, "b": 2500}
+
+
+def test_score_calibration_summary():
+    from training.evaluate import calibration
+
+    pairs = np.array([[0.3, 0.2], [0.55, 0.5], [0.65, 0.7], [0.75, 0.8], [0.9, 0.95], [0.95, 0.9]])
+    c = calibration(pairs)
+    assert c["n"] == 6 and abs(c["predicted_mean"] - 4.1 / 6) < 1e-9 and c["correlation"] > 0.9
+    assert c["by_predicted"]["0.8-1.0"] == {"n": 2, "true_iou": pytest.approx(0.925)}
+    assert sum(b["n"] for b in c["by_predicted"].values()) == 6
 
 
 def test_prompts_points_and_boxes():
@@ -86,6 +118,8 @@ def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
     out = tmp_path / "smoke.pt"
     assert main(["--out", str(out), "--steps", "3", "--threads", "1", "--objects", "4", "--iters", "2",
                  "--log-every", "1"]) == 0
+    recipe = torch.load(out, map_location="cpu", weights_only=True)["config"]["training"]
+    assert recipe["steps"] == 3 and recipe["nucleus_diameter"] == list(NUCLEUS_DIAMETER)
     model = load_model(out, device="cpu")
     assert model.image_size == 512 and model.info.arch == "vit_t" and model.info.preprocess == "sam"
     pred = Predictor(model)

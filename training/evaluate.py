@@ -71,10 +71,13 @@ class ModelMethod:
 
     def click(self, point):
         pred = self.predictor.predict(points=[point], multimask=True)
+        self.last_score = float(pred.scores[0])
         return pred.mask(0), pred.logits[0]
 
     def box(self, box):
-        return self.predictor.predict(box=box, multimask=False).mask(0)
+        pred = self.predictor.predict(box=box, multimask=False)
+        self.last_score = float(pred.scores[0])
+        return pred.mask(0)
 
     def refine(self, points, labels, state):
         pred = self.predictor.predict(points=points, labels=labels, mask_input=state, multimask=False)
@@ -88,6 +91,8 @@ class ModelMethod:
             self._volume = volume
         self.predictor.set_embedding(self._store.get(z))
         seed, _ = self.click(point)
+        if not seed.any():  # nothing to propagate: the object is missed on every slice
+            return np.zeros(volume.shape, bool)
         result = propagate(volume, {z: seed}, store=self._store, spacing=spacing, label_id=1)
         return result.labels == 1
 
@@ -119,11 +124,14 @@ def eval_2d(method, image, labels) -> dict:
     """The three 2D protocols; returns per-object IoUs and their means."""
     method.set_image(image)
     res = {"click": [], "box": [], "corrections": []}
+    scored = []  # (predicted IoU, true IoU) of the click and box masks, for methods that score masks
     for _, gt in objects(labels):
         point = farthest_interior_point(gt)
         mask, state = method.click(point)
         res["click"].append(iou(mask, gt))
+        scored.append((getattr(method, "last_score", None), res["click"][-1]))
         res["box"].append(iou(method.box(tight_box(gt)), gt))
+        scored.append((getattr(method, "last_score", None), res["box"][-1]))
         points, labs, curve = [point], [1], [res["click"][-1]]
         for _ in range(N_CORRECTIONS):
             click = centre_correction(mask, gt)
@@ -136,8 +144,24 @@ def eval_2d(method, image, labels) -> dict:
             curve.append(iou(mask, gt))
         res["corrections"].append(curve)
     curves = np.array(res["corrections"])
-    return {"n": len(res["click"]), "click": float(np.mean(res["click"])), "box": float(np.mean(res["box"])),
-            "after_clicks": [float(v) for v in curves.mean(0)], "per_object": res}
+    out = {"n": len(res["click"]), "click": float(np.mean(res["click"])), "box": float(np.mean(res["box"])),
+           "after_clicks": [float(v) for v in curves.mean(0)], "per_object": res}
+    if scored[0][0] is not None:
+        out["score_calibration"] = calibration(np.array(scored, float))
+    return out
+
+
+def calibration(pairs: np.ndarray) -> dict:
+    """How the model's predicted IoU (column 0) relates to the true IoU (column 1)."""
+    pred, true = pairs[:, 0], pairs[:, 1]
+    bins = {}
+    for lo in (0.0, 0.5, 0.6, 0.7, 0.8):
+        hi = 0.5 if lo == 0.0 else (lo + 0.1 if lo < 0.8 else 1.01)
+        sel = (pred >= lo) & (pred < hi)
+        if sel.any():
+            bins[f"{lo:.1f}-{min(hi, 1.0):.1f}"] = {"n": int(sel.sum()), "true_iou": float(true[sel].mean())}
+    return {"n": len(pairs), "predicted_mean": float(pred.mean()), "true_mean": float(true.mean()),
+            "correlation": float(np.corrcoef(pred, true)[0, 1]), "by_predicted": bins}
 
 
 def eval_3d(method, volume, labels, spacing) -> dict:

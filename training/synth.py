@@ -32,6 +32,10 @@ from scipy import ndimage as ndi
 
 KINDS = ("nuclei", "cells", "mri")
 KIND_WEIGHTS = (0.6, 0.25, 0.15)
+#: Range of nucleus diameters, log-uniform, in pixels of a 256 px image (scaled with the image size).
+#: At the model's 512 px frame that is 8 to 180 px: nuclei of a large image shrunk to the model
+#: frame are often under 20 px across, so the small end must be well covered.
+NUCLEUS_DIAMETER = (4.0, 90.0)
 
 
 @dataclass
@@ -116,9 +120,9 @@ def _place(rng, shape, radius, centers, radii, overlap: float):
     return tries[ok[0]] if len(ok) else None
 
 
-def _scene_nuclei(rng, shape, scale: float):
+def _scene_nuclei(rng, shape, scale: float, diameter_range=NUCLEUS_DIAMETER):
     h, w = shape
-    diameter = scale * np.exp(rng.uniform(np.log(8), np.log(90)))
+    diameter = scale * np.exp(rng.uniform(np.log(diameter_range[0]), np.log(diameter_range[1])))
     density = rng.uniform(0.15, 0.55)
     n_target = int(np.clip(density * h * w / (np.pi * (diameter / 2) ** 2), 1, 120))
     masks, clean, parents = [], np.zeros(shape, np.float32), []
@@ -221,7 +225,7 @@ def _scene_mri(rng, shape, scale: float):
 
 
 def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None, *,
-             noise: bool = True) -> Sample:
+             noise: bool = True, nucleus_diameter: tuple[float, float] = NUCLEUS_DIAMETER) -> Sample:
     """Render one scene.
 
     Parameters
@@ -234,6 +238,8 @@ def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None,
         Scene kind; drawn at random (weights :data:`KIND_WEIGHTS`) when None.
     noise : bool
         False gives the clean signal on a flat background (no blur, no noise).
+    nucleus_diameter : (min, max)
+        Diameter range of ``"nuclei"`` scenes in pixels of a 256 px image.
 
     Returns
     -------
@@ -246,8 +252,10 @@ def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None,
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     scale = min(shape) / 256 * np.exp(rng.uniform(-0.3, 0.3))
-    scene = {"nuclei": _scene_nuclei, "cells": _scene_cells, "mri": _scene_mri}[kind]
-    masks, parents, clean = scene(rng, shape, scale)
+    if kind == "nuclei":
+        masks, parents, clean = _scene_nuclei(rng, shape, scale, nucleus_diameter)
+    else:
+        masks, parents, clean = {"cells": _scene_cells, "mri": _scene_mri}[kind](rng, shape, scale)
     masks = np.stack(masks) if masks else np.zeros((0, *shape), bool)
     parents = np.asarray(parents, np.int64)
     if not noise:

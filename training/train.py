@@ -2,7 +2,9 @@
 
     python -m training.train --out model.pt --minutes 85 --seed 0 [--export shipped.pt]
 
-What one step does (all in fp32 on the CPU):
+What one step does (all in fp32; on the CPU for the reference recipe, or
+``--device cuda`` for recipe trials with :mod:`training.sweep`, where the
+same loop runs at about the CPU's speed, see its results):
 
 1. Render a scene (:mod:`training.synth`) at 512 x 512, 256 x 256 or a
    non-square size, and prepare it exactly like :class:`napari_segany.Predictor`
@@ -58,7 +60,7 @@ from napari_segany.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_inpu
 
 from .losses import sam_loss
 from .prompts import jittered_box, random_point, sampled_correction
-from .synth import generate
+from .synth import NUCLEUS_DIAMETER, generate
 
 PATCH = 16
 #: TinyViT-5M's attention windows at a 512 or 1024 input tile the frame in steps of 224 px
@@ -75,7 +77,7 @@ def encode(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return encoder.neck(x)
 
 
-def render(rng: np.random.Generator, image_size: int):
+def render(rng: np.random.Generator, image_size: int, nucleus_diameter=NUCLEUS_DIAMETER):
     """One scene prepared like the Predictor does: (1 x 3 x S x S input, N x S x S bool masks, geometry)."""
     u = rng.random()
     if u < 0.55:
@@ -85,7 +87,7 @@ def render(rng: np.random.Generator, image_size: int):
     else:
         long = int(rng.integers(256, 769))
         shape = (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
-    sample = generate(rng, shape)
+    sample = generate(rng, shape, nucleus_diameter=tuple(nucleus_diameter))
     data = sample.image[..., None]
     unit = to_unit_range(data, intensity_window(data, percentiles=DEFAULT_PERCENTILES))
     geometry = Geometry.for_image(shape, image_size, "sam")
@@ -147,11 +149,12 @@ def choose_objects(rng, masks: np.ndarray, geometry: Geometry, window, n: int, m
 
 def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, multimask):
     """One batched decoder call for K objects; logits upsampled to the window's resolution."""
+    dev = feats.device
     pts = None
     if prompt_pts is not None:
-        pts = (torch.tensor(np.asarray(prompt_pts), dtype=torch.float32),
-               torch.tensor(np.asarray(prompt_lab), dtype=torch.int64))
-    bx = None if boxes is None else torch.tensor(np.asarray(boxes), dtype=torch.float32)
+        pts = (torch.tensor(np.asarray(prompt_pts), dtype=torch.float32, device=dev),
+               torch.tensor(np.asarray(prompt_lab), dtype=torch.int64, device=dev))
+    bx = None if boxes is None else torch.tensor(np.asarray(boxes), dtype=torch.float32, device=dev)
     sparse, dense = model.prompt_encoder(pts, bx, mask_in)
     if dense.shape[-2:] != feats.shape[-2:]:  # no mask prompt: the no-mask embedding, window-sized
         dense = dense[..., : feats.shape[-2], : feats.shape[-1]]
@@ -162,7 +165,7 @@ def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, mu
 
 def train_step(model, rng, args) -> dict:
     """Render, prompt, decode for ``args.iters`` rounds; returns the loss tensor and stats."""
-    x, masks, geometry = render(rng, args.image_size)
+    x, masks, geometry = render(rng, args.image_size, args.nucleus_diameter)
     oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
     idx = choose_objects(rng, masks, geometry, (oy, ox, h, w), args.objects) if len(masks) else []
     if len(idx) == 0:
@@ -173,7 +176,8 @@ def train_step(model, rng, args) -> dict:
         return {"skipped": True}
     idx, targets = idx[keep.numpy()], targets[keep]
     tgt_np = targets.numpy() > 0.5
-    feats = encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w])
+    targets = targets.to(args.device)
+    feats = encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w].to(args.device))
     pe = model.prompt_encoder.get_dense_pe()[..., oy // PATCH : (oy + h) // PATCH, ox // PATCH : (ox + w) // PATCH]
     use_box = rng.random() < 0.5
     # prompts in full-frame model coordinates (x, y)
@@ -200,8 +204,9 @@ def train_step(model, rng, args) -> dict:
         stats.append(float(st["iou"].gather(1, chosen[:, None]).mean()))
         if it == args.iters - 1:
             break
-        mask_in = low.detach()[torch.arange(len(idx)), chosen][:, None]
-        pred = (up.detach()[torch.arange(len(idx)), chosen] > 0).numpy()
+        rows = torch.arange(len(idx), device=chosen.device)
+        mask_in = low.detach()[rows, chosen][:, None]
+        pred = (up.detach()[rows, chosen] > 0).cpu().numpy()
         new_pts, new_lab = [], []
         for p, t in zip(pred, tgt_np):
             click = sampled_correction(p, t, rng)
@@ -219,7 +224,7 @@ def train_step(model, rng, args) -> dict:
     return {"loss": total / args.iters, "iou_rounds": stats, "objects": len(idx), "box": use_box}
 
 
-def freeze_batchnorm(model: torch.nn.Module, seed: int, image_size: int, full_frame: bool) -> None:
+def freeze_batchnorm(model: torch.nn.Module, args: argparse.Namespace) -> None:
     """Measure BatchNorm's statistics on ``CALIBRATION_IMAGES`` rendered images with the
     current weights, then freeze them, so training computes exactly what inference computes.
 
@@ -240,10 +245,10 @@ def freeze_batchnorm(model: torch.nn.Module, seed: int, image_size: int, full_fr
         norm.train()
     with torch.no_grad():
         for i in range(CALIBRATION_IMAGES):
-            rng = np.random.default_rng([seed, 1_000_000 + i])
-            x, _, geometry = render(rng, image_size)
-            oy, ox, h, w = pick_window(rng, geometry, full_frame)
-            encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w])
+            rng = np.random.default_rng([args.seed, 1_000_000 + i])
+            x, _, geometry = render(rng, args.image_size, args.nucleus_diameter)
+            oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
+            encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w].to(args.device))
     for norm in norms:
         norm.momentum = 0.1
         norm.eval()
@@ -263,8 +268,9 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
               "training": {"seed": int(args.seed), "steps": int(step), "full_frame": bool(args.full_frame),
                            "objects": int(args.objects), "iters": int(args.iters), "lr": float(args.lr),
                            "focal_weight": float(args.focal_weight), "bn_freeze_at": float(args.bn_freeze_at),
+                           "nucleus_diameter": [float(v) for v in args.nucleus_diameter],
                            "torch": str(torch.__version__), **(extra or {})}}
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     _save_atomically({"model": state, "config": config}, path)
 
 
@@ -307,8 +313,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="fraction of the steps after which BatchNorm statistics are measured and "
                    "frozen (default 0.85; 1 = never)")
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--nucleus-diameter", type=float, nargs=2, default=list(NUCLEUS_DIAMETER), metavar=("MIN", "MAX"),
+                   help="diameter range of generated nuclei, px of a 256 px image (default %(default)s)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device (default cpu, the reference recipe; 'cuda' for quick recipe trials)")
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--save-every-min", type=float, default=10.0)
     p.add_argument("--name", default="segany_vit_t_512")
@@ -325,7 +335,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = build_sam("vit_t", args.image_size)
+    model = build_sam("vit_t", args.image_size).to(args.device)
     model.train()
     params = [p for n, p in model.named_parameters() if not n.startswith("image_encoder.head")]
     decay = [p for p in params if p.ndim >= 2]
@@ -353,7 +363,7 @@ def main(argv=None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total if scheduled else 10**9, args.lr, args.warmup)
         if frozen_at is None and scheduled and step >= args.bn_freeze_at * total:
-            freeze_batchnorm(model, args.seed, args.image_size, args.full_frame)
+            freeze_batchnorm(model, args)
             frozen_at = step
             print(f"BatchNorm statistics measured and frozen at step {step}", flush=True)
         rng = np.random.default_rng([args.seed, step])
@@ -379,7 +389,7 @@ def main(argv=None) -> int:
             save_checkpoint(model, args.out, args, step, {"partial": True})
             last_save = time.perf_counter()
     if frozen_at is None:  # the budget ran out first: inference still needs measured statistics
-        freeze_batchnorm(model, args.seed, args.image_size, args.full_frame)
+        freeze_batchnorm(model, args)
         frozen_at = step
     model.eval()
     save_checkpoint(model, args.out, args, step, {"seconds": round(time.perf_counter() - t0, 1),
