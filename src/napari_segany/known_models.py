@@ -76,8 +76,8 @@ REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         ModelSpec(DEFAULT_MODEL, "vit_t", "", "segany_vit_t_512.pt",
-                  "sha256:821d561cf1d5d51ea8e7a9d061aa85325a91f8e7ca84efb79b9b2f507c4d54b5",
-                  20_429_101, description="napari-segany's own small model (TinyViT, 512 px), "
+                  "sha256:ae8ae489e30832851c3f76fea605514bb362de2feabe245f85ae64374473ee5e",
+                  20_429_165, description="napari-segany's own small model (TinyViT, 512 px), "
                   "included: no download; trained on synthetic images, see MODEL_CARD.md",
                   source="Trained from scratch by napari-segany (training/); BSD-3-Clause.",
                   bundled=True),
