@@ -155,8 +155,8 @@ def calibration(pairs: np.ndarray) -> dict:
     """How the model's predicted IoU (column 0) relates to the true IoU (column 1)."""
     pred, true = pairs[:, 0], pairs[:, 1]
     bins = {}
-    for lo in (0.0, 0.5, 0.6, 0.7, 0.8):
-        hi = 0.5 if lo == 0.0 else (lo + 0.1 if lo < 0.8 else 1.01)
+    edges = (0.0, 0.5, 0.6, 0.7, 0.8, 1.01)
+    for lo, hi in zip(edges, edges[1:]):
         sel = (pred >= lo) & (pred < hi)
         if sel.any():
             bins[f"{lo:.1f}-{min(hi, 1.0):.1f}"] = {"n": int(sel.sum()), "true_iou": float(true[sel].mean())}

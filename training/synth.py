@@ -26,6 +26,7 @@ drawn with; blur and noise change only the image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -120,7 +121,7 @@ def _place(rng, shape, radius, centers, radii, overlap: float):
     return tries[ok[0]] if len(ok) else None
 
 
-def _scene_nuclei(rng, shape, scale: float, diameter_range=NUCLEUS_DIAMETER):
+def _scene_nuclei(rng, shape, scale: float, diameter_range: tuple[float, float]):
     h, w = shape
     diameter = scale * np.exp(rng.uniform(np.log(diameter_range[0]), np.log(diameter_range[1])))
     density = rng.uniform(0.15, 0.55)
@@ -252,10 +253,9 @@ def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None,
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     scale = min(shape) / 256 * np.exp(rng.uniform(-0.3, 0.3))
-    if kind == "nuclei":
-        masks, parents, clean = _scene_nuclei(rng, shape, scale, nucleus_diameter)
-    else:
-        masks, parents, clean = {"cells": _scene_cells, "mri": _scene_mri}[kind](rng, shape, scale)
+    scene = {"nuclei": partial(_scene_nuclei, diameter_range=nucleus_diameter),
+             "cells": _scene_cells, "mri": _scene_mri}[kind]
+    masks, parents, clean = scene(rng, shape, scale)
     masks = np.stack(masks) if masks else np.zeros((0, *shape), bool)
     parents = np.asarray(parents, np.int64)
     if not noise:
