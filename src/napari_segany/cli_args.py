@@ -41,6 +41,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
                         help="arithmetic of the model (default fp32)")
+    parser.add_argument("--regions", default="prompted", choices=("prompted", "all"),
+                        help="'prompted' (default) keeps the connected regions under the prompts and drops "
+                        "islands elsewhere; 'all' keeps every region the decoder returns")
 
 
 def check_output_and_prompts(args: argparse.Namespace) -> Path:

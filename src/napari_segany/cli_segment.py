@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     plane, where = _select_plane(image, args.slice, args.channel)
 
     model = load_model(args.model, device=args.device)
-    pred = Predictor(model, precision=args.precision)
+    pred = Predictor(model, precision=args.precision, regions=args.regions)
     pred.set_image(plane, channel=args.channel, contrast_limits=args.contrast_limits)
     points = [(r, c) for r, c, _ in args.point] or None
     labels = [lab for _, _, lab in args.point] or None

@@ -35,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder (reused and filled)")
     p.add_argument("--spacing", type=lambda t: cli_args.numbers(t, (3,), "--spacing"), default=None,
                    metavar="DZ,DY,DX", help="voxel size per axis (physical volumes in the report)")
-    p.add_argument("--iou-threshold", type=float, default=0.8, help="stop below this predicted IoU (default 0.8)")
+    p.add_argument("--iou-threshold", type=float, default=None,
+                   help="stop below this predicted IoU (default: the model's; 0.8 for SAM models, 0.5 for the "
+                   "included segany_vit_t_512)")
     p.add_argument("--area-change", type=float, default=2.5,
                    help="stop when the area changes more than this factor between slices (default 2.5)")
     p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
@@ -58,7 +60,7 @@ def _store(args, volume, cache):
     from .volume import EmbeddingStore
     from .weights import load_model
 
-    predictor = Predictor(load_model(args.model, device=args.device), precision=args.precision)
+    predictor = Predictor(load_model(args.model, device=args.device), precision=args.precision, regions=args.regions)
     return EmbeddingStore(predictor, volume, axis=args.axis, cache_dir=cache, channel=args.channel,
                           contrast_limits=args.contrast_limits, prefetch=0)
 

@@ -22,6 +22,7 @@ from .preprocess import (
     upscale_logits,
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
+from .regions import check_regions, keep_prompted
 
 
 class Cancelled(Exception):
@@ -86,14 +87,21 @@ class Predictor:
     precision : {"fp32", "bf16", "fp16", "auto"}
         Arithmetic for the encoder and decoder; "fp32" reproduces the
         reference implementation.
+    regions : {"prompted", "all"}
+        Which connected regions of each mask to return: "prompted" (default)
+        keeps the regions under the positive points and the box's main
+        region, dropping islands elsewhere (:mod:`napari_segany.regions`);
+        "all" returns the decoder's thresholded mask as it is, as the
+        reference implementation does. Logits and scores are the same in both.
     """
 
-    def __init__(self, model: Sam, *, precision: str = "fp32") -> None:
+    def __init__(self, model: Sam, *, precision: str = "fp32", regions: str = "prompted") -> None:
         if not isinstance(model, Sam):
             raise TypeError(f"model must be a napari_segany Sam model (see load_model), got {type(model).__name__}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
+        self.regions = check_regions(regions)
         self._embedding: ImageEmbedding | None = None
         self._features: torch.Tensor | None = None
         self._dense_pe: torch.Tensor | None = None
@@ -224,7 +232,7 @@ class Predictor:
             scores=scores.float().cpu().numpy(),
             logits=logits_np,
             token_index=order.cpu().numpy() + (1 if multimask else 0),
-            _upscale=self._upscaler(),
+            _upscale=self._upscaler(points, labels, box),
         )
 
     def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask: bool = False):
@@ -252,18 +260,29 @@ class Predictor:
         scores = torch.gather(scores, 1, order).float().cpu().numpy()
         logits = logits[torch.arange(len(order))[:, None], order].float().cpu().numpy()
         order = order.cpu().numpy() + (1 if multimask else 0)
-        upscale = self._upscaler()
-        return [Prediction(scores[i], logits[i], order[i], upscale) for i in range(len(scores))]
+        n = len(scores)
+        pts = [None] * n if points is None else list(points)
+        labs = [None] * n if labels is None else list(labels)
+        bxs = [None] * n if boxes is None else list(boxes)
+        return [Prediction(scores[i], logits[i], order[i], self._upscaler(pts[i], labs[i], bxs[i]))
+                for i in range(n)]
 
-    def _upscaler(self) -> Callable[[np.ndarray], np.ndarray]:
+    def _upscaler(self, points=None, labels=None, box=None) -> Callable[[np.ndarray], np.ndarray]:
+        """Low-res logits (K, h, w) -> bool masks (K, H, W), keeping the prompted regions
+        (``self.regions``) of each."""
         geometry = self._embedding.geometry
         medsam = geometry.profile == "medsam"
+        prompted = self.regions == "prompted"
 
         def upscale(logits: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(np.ascontiguousarray(logits))
             if medsam:  # MedSAM thresholds the resized probability at 0.5
                 t = torch.sigmoid(t)
-            return (upscale_logits(t, geometry) > (0.5 if medsam else 0.0)).numpy()
+            masks = (upscale_logits(t, geometry) > (0.5 if medsam else 0.0)).numpy()
+            if prompted:
+                for k in range(len(masks)):
+                    masks[k] = keep_prompted(masks[k], points, labels, box)
+            return masks
 
         return upscale
 

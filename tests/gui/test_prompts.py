@@ -102,3 +102,33 @@ def test_picker_shows_k_thumbnails_and_keys_choose(widget_factory, qtbot, nuclei
     viewer.layers.selection.clear()
     press(viewer, "3")
     assert widget.state.chosen == 2
+
+
+def test_regions_checkbox_switches_the_predictor_and_re_predicts(widget_factory, qtbot, nuclei2d, fast_models):
+    image, _ = nuclei2d
+    viewer, _, widget = widget_factory(image, fast_models[0])
+    wait_ready(qtbot, widget)
+    predictor = widget.state.predictor
+    assert widget.regions_box.isChecked() and predictor.regions == "prompted"
+    widget.controller.prompts.points.add([[256, 256]])
+    wait_prediction(qtbot, widget)
+    prompted = widget.state.prediction.masks.copy()
+
+    widget.regions_box.setChecked(False)  # as a click on the box does
+    assert predictor.regions == "all" and not widget.state.options.prompted_regions
+    qtbot.waitUntil(lambda: widget.state.prediction is not None)
+    raw = widget.state.prediction.masks
+    assert raw.shape == prompted.shape and not (prompted & ~raw).any()  # islands come back, nothing else
+    preview = widget.controller.preview.layer
+    np.testing.assert_array_equal(preview.data.astype(bool), widget.state.prediction.mask(0))
+
+    widget.regions_box.setChecked(True)
+    qtbot.waitUntil(lambda: widget.state.prediction is not None)
+    np.testing.assert_array_equal(widget.state.prediction.masks, prompted)
+    # a model loaded later gets the same choice
+    widget.regions_box.setChecked(False)
+    wait_prediction(qtbot, widget)
+    from napari_segany import Predictor
+
+    widget.controller.set_predictor(Predictor(fast_models[1]), "second")
+    assert widget.state.predictor.regions == "all"

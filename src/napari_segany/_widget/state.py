@@ -21,6 +21,7 @@ class Options:
     edit_selected: bool = False  # refine and replace the selected label
     autosave: bool = True  # save target labels next to the image after each commit
     auto_embed: bool = True  # compute the embedding of a slice as soon as it is shown
+    prompted_regions: bool = True  # drop mask islands away from the prompts (Predictor regions="prompted")
 
 
 @dataclass

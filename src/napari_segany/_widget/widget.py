@@ -67,6 +67,10 @@ class SegmentAnythingWidget(QWidget):
         pl.addLayout(buttons)
         self.picker = CandidatePicker()
         pl.addWidget(self.picker)
+        self.regions_box = self._check("Only the prompted regions", self.state.options.prompted_regions,
+                                       "prompted_regions", "On: islands of the mask away from the points "
+                                       "and the box are dropped. Off: every region the model returns.")
+        pl.addWidget(self.regions_box)
         layout.addWidget(prompts)
 
         commit = QGroupBox("Commit")
@@ -138,6 +142,8 @@ class SegmentAnythingWidget(QWidget):
         if name == "edit_selected":
             self.controller.state.forget_prediction()
             self.controller.schedule_predict()
+        elif name == "prompted_regions":
+            self.controller.apply_regions()
 
     # -- wiring ---------------------------------------------------------------
     def _wire(self) -> None:
