@@ -39,6 +39,9 @@ class ModelSpec:
     bundled : bool
         The file ships inside the package (``napari_segany/_models/``): it is
         never downloaded, only verified against ``known_hash``.
+    stop_iou : float
+        Propagation's default stop: the predicted IoU below which a walk
+        ends (:attr:`napari_segany.model.ModelInfo.stop_iou`).
     """
 
     name: str
@@ -52,6 +55,7 @@ class ModelSpec:
     source: str = ""
     mirrors: tuple[str, ...] = ()
     bundled: bool = False
+    stop_iou: float = 0.8
 
     @property
     def size_text(self) -> str:
@@ -80,7 +84,7 @@ REGISTRY: dict[str, ModelSpec] = {
                   20_429_165, description="napari-segany's own small model (TinyViT, 512 px), "
                   "included: no download; trained on synthetic images, see MODEL_CARD.md",
                   source="Trained from scratch by napari-segany (training/); BSD-3-Clause.",
-                  bundled=True),
+                  bundled=True, stop_iou=0.5),  # its IoU head is calibrated: below 0.5 = no longer a match
         ModelSpec("vit_b", "vit_b", _FB + "sam_vit_b_01ec64.pth", "sam_vit_b_01ec64.pth",
                   "sha256:ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
                   375_042_383, description="SAM ViT-B, natural images (general purpose)",

@@ -4,7 +4,7 @@
 >>> model = load_model("vit_b")                       # doctest: +SKIP
 >>> model = load_model("~/models/my_sam.pth", "cpu")  # doctest: +SKIP
 >>> model.info                                        # doctest: +SKIP
-ModelInfo(name='my_sam', arch='vit_b', preprocess='sam', source='...', sha256='...')
+ModelInfo(name='my_sam', arch='vit_b', preprocess='sam', source='...', sha256='...', stop_iou=0.8)
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def _load_registered(name: str, dev: torch.device, preprocess: str | None, progr
         sha256 = file_digests(path, ["sha256"])["sha256"]
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=preprocess or spec.preprocess,
-                           source=str(path), sha256=sha256)
+                           source=str(path), sha256=sha256, stop_iou=spec.stop_iou)
     return model
 
 

@@ -97,3 +97,25 @@ def test_other_axes(predictor, nuclei3d):
 def test_bad_input_gives_clear_errors(predictor, crop, call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(crop[0], predictor)
+
+
+def test_stop_threshold_defaults_to_the_models_own(tiny_model, crop, tmp_path):
+    import dataclasses
+
+    from napari_segany import load_model
+
+    assert load_model().info.stop_iou == 0.5  # the included model: calibrated, lower scores
+    assert tiny_model.info.stop_iou == 0.8  # any other model: SAM's scale
+    volume, truth = crop
+    seed = truth[1]
+    original = tiny_model.info
+    stops = {}
+    try:
+        for level in (2.0, -np.inf):  # above any score: every walk stops; below: none stops for the score
+            tiny_model.info = dataclasses.replace(original, stop_iou=level)
+            res = sg.propagate(volume, {1: seed}, predictor=sg.Predictor(tiny_model), area_change=np.inf)
+            stops[level] = {s.reason for rep in res.objects.values() for s in rep.stops}
+    finally:
+        tiny_model.info = original
+    assert stops[2.0] <= {"low_iou", "vanished", "occupied"} and "low_iou" in stops[2.0]
+    assert "low_iou" not in stops[-np.inf]

@@ -28,6 +28,8 @@ class ModelInfo:
     ``preprocess`` is ``"sam"`` (longest side resized, ImageNet mean/std on
     the 0-255 scale, zero padding) or ``"medsam"`` (stretched to a square,
     scaled to [0, 1], no mean/std).
+    ``stop_iou`` is the predicted IoU below which propagation stops by
+    default: scores are on each model's own scale (0.8 suits SAM's).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelInfo:
     preprocess: str = "sam"
     source: str = ""
     sha256: str = ""
+    stop_iou: float = 0.8
 
 
 class Sam(nn.Module):

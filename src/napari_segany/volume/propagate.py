@@ -47,7 +47,7 @@ def propagate(
     axis: int = 0,
     store: EmbeddingStore | None = None,
     spacing: tuple[float, ...] | None = None,
-    iou_threshold: float = 0.8,
+    iou_threshold: float | None = None,
     area_change: float = 2.5,
     min_area: int = 1,
     prompt: str = DEFAULT_PROMPT,
@@ -96,8 +96,10 @@ def propagate(
         in-plane pixel allow more area change per step (``area_change **
         (dz / dxy)``), ``max_distance`` is in these units, and the reported
         volumes and extents are physical. Leave it None for a time axis.
-    iou_threshold : float
-        Stop when the decoder's predicted IoU falls below it.
+    iou_threshold : float, optional
+        Stop when the decoder's predicted IoU falls below it. Default: the
+        model's ``info.stop_iou`` (0.8 for SAM models; 0.5 for the included
+        ``segany_vit_t_512``, whose scores are calibrated and lower).
     area_change : float
         Stop when the area changes by more than this factor between
         neighbouring slices (one pixel size apart; see ``spacing``).
@@ -145,6 +147,8 @@ def propagate(
                              f"{store.axis}, not this one ({tuple(volume.shape)}, axis {axis}); make a "
                              "store for this volume and axis")
         predictor = predictor or store.predictor
+    if iou_threshold is None:
+        iou_threshold = model_stop_iou(predictor)
     if isinstance(seed_masks, np.ndarray) and seed_masks.shape == spatial:
         labels, seed_masks = seed_masks, None
     original, out = _labels_out(labels, spatial, seed_masks, label_id)
@@ -236,6 +240,12 @@ def propagate(
             if not any(s.seed == f.seed and s.direction == f.direction for s in reports[f.label_id].stops):
                 stop(f, "cancelled")
     return _finish(out, original, axis, spacing, reports, touched, cancelled, done, decoder_calls)
+
+
+def model_stop_iou(predictor) -> float:
+    """The model's default stop threshold (``model.info.stop_iou``; 0.8 where a stand-in has none)."""
+    info = getattr(getattr(predictor, "model", None), "info", None)
+    return float(getattr(info, "stop_iou", 0.8))
 
 
 def _remaining(fronts: list[_Front], n: int) -> int:
