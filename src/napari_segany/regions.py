@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .prompts import check_box
+
 #: Predictor(regions=...): "prompted" keeps the prompted regions, "all" returns the decoder's mask as is.
 REGION_MODES = ("prompted", "all")
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -41,7 +43,8 @@ def keep_prompted(mask: np.ndarray, points=None, labels=None, box=None) -> np.nd
 
     points: (N, 2) (row, col) in the mask's pixels; labels: (N,) 1 positive,
     0 negative, -1 ignored (all positive when omitted); box: (min_row,
-    min_col, max_row, max_col), inclusive. Returns a new bool array or
+    min_col, max_row, max_col), inclusive, clipped to the mask like the
+    predictor's boxes (:func:`napari_segany.prompts.check_box`). Returns a new bool array or
     ``mask`` itself when nothing is removed.
     """
     positive = _positive_points(points, labels, mask.shape)
@@ -59,7 +62,7 @@ def keep_prompted(mask: np.ndarray, points=None, labels=None, box=None) -> np.nd
             hit = np.concatenate([hit[hit > 0], regions[rr[miss[:, 0], miss[:, 1]], cc[miss[:, 0], miss[:, 1]]]])
         keep[hit] = True
     if box is not None:
-        r0, c0, r1, c1 = _box_in(box, mask.shape)
+        r0, c0, r1, c1 = (int(round(v)) for v in check_box(box, mask.shape))
         inside = np.bincount(regions[r0 : r1 + 1, c0 : c1 + 1].ravel(), minlength=n + 1)
         inside[0] = 0
         keep |= 2 * inside >= np.bincount(regions.ravel(), minlength=n + 1)
@@ -82,8 +85,3 @@ def _positive_points(points, labels, shape) -> np.ndarray:
     rc[:, 1] = np.clip(rc[:, 1], 0, shape[1] - 1)
     return rc
 
-
-def _box_in(box, shape) -> tuple[int, int, int, int]:
-    r0, c0, r1, c1 = (int(round(float(v))) for v in np.asarray(box).reshape(4))
-    return (min(max(r0, 0), shape[0] - 1), min(max(c0, 0), shape[1] - 1),
-            min(max(r1, 0), shape[0] - 1), min(max(c1, 0), shape[1] - 1))

@@ -83,21 +83,12 @@ class Controller(QObject):
             s.job.cancel()
             s.job.restart = True
         s.predictor, s.model_label, s.ready = predictor, label, None
-        self.apply_regions(repredict=False)
+        s.apply_regions()
         self._forget()
         self.model_changed.emit()
         if predictor is not None:
             self.status.emit(f"Model {label} ready on {predictor.device} ({predictor.precision}).")
         self.request_embedding()
-
-    def apply_regions(self, repredict: bool = True) -> None:
-        """Give the predictor the user's choice of mask regions (and re-predict the current prompts)."""
-        s = self.state
-        if s.predictor is not None:
-            s.predictor.regions = "prompted" if s.options.prompted_regions else "all"
-        if repredict and s.prediction is not None:
-            s.forget_prediction()
-            self.schedule_predict()
 
     # -- image and slice ----------------------------------------------------
     def set_image_layer(self, layer) -> None:

@@ -59,6 +59,11 @@ class WidgetState:
     def bump_generation(self, layer_id: str) -> None:
         self.generations[layer_id] = self.generation(layer_id) + 1
 
+    def apply_regions(self) -> None:
+        """Give the predictor the user's choice of mask regions (``options.prompted_regions``)."""
+        if self.predictor is not None:
+            self.predictor.regions = "prompted" if self.options.prompted_regions else "all"
+
     def forget_prediction(self) -> None:
         self.prediction = None
         self.chosen = 0

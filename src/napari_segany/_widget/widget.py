@@ -139,11 +139,11 @@ class SegmentAnythingWidget(QWidget):
 
     def _option(self, name: str, value: bool) -> None:
         setattr(self.state.options, name, bool(value))
-        if name == "edit_selected":
+        if name == "prompted_regions":
+            self.state.apply_regions()
+        if name in ("edit_selected", "prompted_regions"):  # the current prompts, predicted afresh
             self.controller.state.forget_prediction()
             self.controller.schedule_predict()
-        elif name == "prompted_regions":
-            self.controller.apply_regions()
 
     # -- wiring ---------------------------------------------------------------
     def _wire(self) -> None:

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from ..labels import commit_mask, next_label_id
+from ..model import ModelInfo
 from ..predictor import Cancelled
 from .prompting import (
     DEFAULT_PROMPT, allowed_area_factor, area_ratio, build_prompts, check_mode, choose_candidate, step_ratio,
@@ -243,9 +244,9 @@ def propagate(
 
 
 def model_stop_iou(predictor) -> float:
-    """The model's default stop threshold (``model.info.stop_iou``; 0.8 where a stand-in has none)."""
+    """The model's default stop threshold (``model.info.stop_iou``; ModelInfo's default where a stand-in has none)."""
     info = getattr(getattr(predictor, "model", None), "info", None)
-    return float(getattr(info, "stop_iou", 0.8))
+    return float(getattr(info, "stop_iou", ModelInfo.stop_iou))
 
 
 def _remaining(fronts: list[_Front], n: int) -> int:
