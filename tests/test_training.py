@@ -61,6 +61,28 @@ def test_nucleus_diameter_range_sets_the_size_of_generated_nuclei():
     assert all(25 < d < 60 for d in large), large
 
 
+def test_brightness_options_widen_the_spread_and_leave_default_scenes_unchanged():
+    def log_brightness(s):  # per nucleus: median of the clean signal where it lies alone
+        alone = s.masks.sum(0) == 1
+        return np.array([np.log(np.median(s.clean[m & alone])) for m in s.masks if (m & alone).sum() > 4])
+
+    # equal ends draw nothing: the scenes the shipped model was trained on are drawn exactly as before
+    for seed in range(3):
+        a = generate(seed, (256, 256), "nuclei")
+        b = generate(seed, (256, 256), "nuclei", brightness_sigma=(0.35, 0.35), bright_fraction=0.0)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+    # texture is shared by a scene's nuclei, so the spread of their log brightness follows sigma
+    narrow = [log_brightness(generate(i, (256, 256), "nuclei", nucleus_diameter=(20, 20),
+                                      brightness_sigma=(0.05, 0.05))).std() for i in range(4)]
+    wide = [log_brightness(generate(i, (256, 256), "nuclei", nucleus_diameter=(20, 20),
+                                    brightness_sigma=(0.8, 0.8))).std() for i in range(4)]
+    assert max(narrow) < 0.3 < min(wide), (narrow, wide)
+    # condensed nuclei: a scene with them has outliers far above its median nucleus
+    tops = [np.ptp(log_brightness(generate(i, (256, 256), "nuclei", nucleus_diameter=(20, 20),
+                                           brightness_sigma=(0.05, 0.05), bright_fraction=0.5))) for i in range(4)]
+    assert max(tops) > np.log(2.5), tops
+
+
 def test_sweep_plans_equal_cpu_cost_and_one_scale_for_all():
     from training.sweep import plan_steps
 
@@ -79,6 +101,18 @@ def test_score_calibration_summary():
     assert c["n"] == 6 and abs(c["predicted_mean"] - 4.1 / 6) < 1e-9 and c["correlation"] > 0.9
     assert c["by_predicted"]["0.8-1.0"] == {"n": 2, "true_iou": pytest.approx(0.925)}
     assert sum(b["n"] for b in c["by_predicted"].values()) == 6
+
+
+def test_results_table_lists_real_and_synthetic_results_without_empty_rows():
+    from training.evaluate import table
+
+    syn = {"nuclei": {"n": 3, "click": 0.5, "box": 0.75}}
+    only_syn = table({"model (m)": {"synthetic": syn}})
+    assert "nan" not in only_syn and "| model (m) | nuclei | 3 | 0.500 | 0.750 |" in only_syn
+    both = table({"model (m)": {"2d": {"click": 0.1, "box": 0.2, "after_clicks": [0.1, 0.3, 0.4, 0.5, 0.6]},
+                                "3d": {"propagate": 0.7}, "synthetic": syn}})
+    assert "| model (m) | 0.100 | 0.200 | 0.300 | 0.400 | 0.500 | 0.600 | 0.700 |" in both
+    assert "| model (m) | nuclei |" in both
 
 
 def test_prompts_points_and_boxes():

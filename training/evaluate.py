@@ -174,20 +174,22 @@ def eval_3d(method, volume, labels, spacing) -> dict:
     return {"n": len(ious), "propagate": float(np.mean(ious)), "per_object": ious}
 
 
-def eval_synthetic(method, n_images: int, seed: int = 0, per_image: int = 20) -> dict:
+def eval_synthetic(method, n_images: int, seed: int = 0, per_image: int = 20, **scene) -> dict:
     """1-click and box protocols on held-out generated 512 x 512 scenes (kinds in turn).
 
     The scenes come from seeds ``[seed, 2_000_000 + i]``, which training never
     draws (it uses ``[seed, step]`` and ``[seed, 1_000_000 + i]``): the same
     distribution as training, different images. Up to ``per_image`` objects of
-    at least 30 px per scene. Returns mean IoUs per kind.
+    at least 30 px per scene; ``scene``: further options of
+    :func:`training.synth.generate` (e.g. ``brightness_sigma``). Returns mean
+    IoUs per kind.
     """
     from .synth import KINDS, generate
 
     res: dict[str, dict[str, list[float]]] = {k: {"click": [], "box": []} for k in KINDS}
     for i in range(n_images):
         kind = KINDS[i % len(KINDS)]
-        sample = generate(np.random.default_rng([seed, 2_000_000 + i]), (512, 512), kind)
+        sample = generate(np.random.default_rng([seed, 2_000_000 + i]), (512, 512), kind, **scene)
         method.set_image(sample.image)
         masks = [m for m in sample.masks if np.count_nonzero(m) >= 30][:per_image]
         for gt in masks:
@@ -209,15 +211,22 @@ def _model_method(path: str, threads: int | None) -> ModelMethod:
 
 
 def table(results: dict) -> str:
-    """Markdown table: one row per method, one column per protocol."""
+    """Markdown tables: real data (one row per method, one column per protocol), then the
+    held-out generated scenes where they were scored."""
     head = ["method", "1 click", "box", "+1 corr.", "+2 corr.", "+3 corr.", "+4 corr.", "3D propagate"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in results.items():
+    real = {k: r for k, r in results.items() if "2d" in r or "3d" in r}
+    for name, r in real.items():
         d2, d3 = r.get("2d", {}), r.get("3d", {})
         ac = d2.get("after_clicks", [float("nan")] * 5)
         vals = [d2.get("click", float("nan")), d2.get("box", float("nan")), *ac[1:], d3.get("propagate", float("nan"))]
         rows.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    return "\n".join(rows)
+    synthetic = {k: r["synthetic"] for k, r in results.items() if "synthetic" in r}
+    if synthetic:
+        rows = (rows if real else []) + ["", "| held-out synthetic | kind | n | 1 click | box |", "|---|---|---|---|---|"]
+        rows += [f"| {name} | {kind} | {v['n']} | {v['click']:.3f} | {v['box']:.3f} |"
+                 for name, syn in synthetic.items() for kind, v in syn.items()]
+    return "\n".join(rows).strip()
 
 
 def main(argv=None) -> int:
@@ -227,26 +236,40 @@ def main(argv=None) -> int:
     p.add_argument("--no-3d", action="store_true", help="skip the 3D protocol")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="also score N held-out generated scenes (in-distribution check)")
+    p.add_argument("--synthetic-brightness-sigma", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="held-out scenes with this nucleus-brightness spread (default: the generator's)")
+    p.add_argument("--synthetic-bright-fraction", type=float, default=None,
+                   help="held-out scenes with up to this fraction of condensed bright nuclei (default: none)")
+    p.add_argument("--synthetic-only", action="store_true",
+                   help="score only the held-out generated scenes, with the model only (no real data, no baseline)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
     args = p.parse_args(argv)
     if not args.model and not args.baseline_only:
         p.error("pass --model PATH or --baseline-only")
+    if args.synthetic_only and not (args.model and args.synthetic):
+        p.error("--synthetic-only needs --model and --synthetic N")
+    scene = {}
+    if args.synthetic_brightness_sigma:
+        scene["brightness_sigma"] = tuple(args.synthetic_brightness_sigma)
+    if args.synthetic_bright_fraction is not None:
+        scene["bright_fraction"] = args.synthetic_bright_fraction
     img2, lab2 = load_sample("nuclei2d"), load_sample("nuclei2d_labels")
     vol, lab3 = load_sample("nuclei3d"), load_sample("nuclei3d_labels")
     spacing = voxel_size("nuclei3d")
-    methods = [BaselineMethod()]
+    methods = [] if args.synthetic_only else [BaselineMethod()]
     if args.model:
         methods.insert(0, _model_method(args.model, args.threads))
     results = {}
     for m in methods:
         t0 = time.perf_counter()
         key = m.name if m.name == "baseline" else f"model ({Path(args.model).name})"
-        results[key] = {"2d": eval_2d(m, img2, lab2)}
-        if not args.no_3d:
+        results[key] = {} if args.synthetic_only else {"2d": eval_2d(m, img2, lab2)}
+        if not (args.no_3d or args.synthetic_only):
             results[key]["3d"] = eval_3d(m, vol, lab3, spacing)
         if args.synthetic:
-            results[key]["synthetic"] = eval_synthetic(m, args.synthetic)
+            results[key]["synthetic"] = eval_synthetic(m, args.synthetic, **scene)
+            results[key]["synthetic_scene"] = {k: list(v) if isinstance(v, tuple) else v for k, v in scene.items()}
             print(key, "synthetic:", json.dumps(results[key]["synthetic"]), flush=True)
         results[key]["seconds"] = round(time.perf_counter() - t0, 1)
         print(f"{key}: {results[key]['seconds']} s", flush=True)

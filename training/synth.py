@@ -37,6 +37,9 @@ KIND_WEIGHTS = (0.6, 0.25, 0.15)
 #: At the model's 512 px frame that is 8 to 180 px: nuclei of a large image shrunk to the model
 #: frame are often under 20 px across, so the small end must be well covered.
 NUCLEUS_DIAMETER = (4.0, 90.0)
+#: Spread of nucleus brightness within a scene: the standard deviation of its logarithm, drawn per
+#: scene from this range (equal ends: that value, no draw, the generator of the shipped model).
+BRIGHTNESS_SIGMA = (0.35, 0.35)
 
 
 @dataclass
@@ -121,7 +124,11 @@ def _place(rng, shape, radius, centers, radii, overlap: float):
     return tries[ok[0]] if len(ok) else None
 
 
-def _scene_nuclei(rng, shape, scale: float, diameter_range: tuple[float, float]):
+def _scene_nuclei(rng, shape, scale: float, diameter_range: tuple[float, float],
+                  brightness_sigma: tuple[float, float] = BRIGHTNESS_SIGMA, bright_fraction: float = 0.0):
+    """Nuclei; with ``bright_fraction`` > 0, up to that fraction of them (drawn per scene) are
+    small, elongated and several times brighter, like condensed mitotic or apoptotic nuclei: the
+    intensity window then leaves the ordinary nuclei dim, as in many real nuclear stains."""
     h, w = shape
     diameter = scale * np.exp(rng.uniform(np.log(diameter_range[0]), np.log(diameter_range[1])))
     density = rng.uniform(0.15, 0.55)
@@ -131,18 +138,25 @@ def _scene_nuclei(rng, shape, scale: float, diameter_range: tuple[float, float])
     base_bright = rng.uniform(0.4, 1.0)
     texture = smooth_noise(rng, shape, max(2.0, diameter / 6))
     tex_amp = rng.uniform(0, 0.35)
+    lo, hi = brightness_sigma
+    sigma = lo if lo == hi else rng.uniform(lo, hi)  # no draw at equal ends: older scenes unchanged
+    p_bright = rng.uniform(0, bright_fraction) if bright_fraction > 0 else 0.0
     for _ in range(n_target):
         r = diameter / 2 * np.exp(rng.normal(0, 0.25))
+        condensed = p_bright > 0 and rng.random() < p_bright
+        if condensed:
+            r *= rng.uniform(0.5, 0.8)
         overlap = rng.choice([1.05, 0.9, 0.6], p=[0.6, 0.3, 0.1])  # apart / touching / overlapping
         c = _place(rng, shape, r, centers, radii, overlap)
         if c is None:
             continue
-        m, win = blob_mask(rng, shape, c, r, rng.uniform(0, 0.5), rng.uniform(0, 0.12))
+        ecc = rng.uniform(0.3, 0.8) if condensed else rng.uniform(0, 0.5)
+        m, win = blob_mask(rng, shape, c, r, ecc, rng.uniform(0, 0.12))
         if m.sum() < 6:
             continue
         full = np.zeros(shape, bool)
         full[win] = m
-        bright = base_bright * np.exp(rng.normal(0, 0.35))
+        bright = base_bright * np.exp(rng.normal(0, sigma)) * (rng.uniform(2.5, 6.0) if condensed else 1.0)
         tex = 1.0 + tex_amp * texture[win]
         clean[win] += np.where(m, bright * np.clip(tex, 0.2, None), 0).astype(np.float32)
         masks.append(full)
@@ -226,7 +240,8 @@ def _scene_mri(rng, shape, scale: float):
 
 
 def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None, *,
-             noise: bool = True, nucleus_diameter: tuple[float, float] = NUCLEUS_DIAMETER) -> Sample:
+             noise: bool = True, nucleus_diameter: tuple[float, float] = NUCLEUS_DIAMETER,
+             brightness_sigma: tuple[float, float] = BRIGHTNESS_SIGMA, bright_fraction: float = 0.0) -> Sample:
     """Render one scene.
 
     Parameters
@@ -241,6 +256,10 @@ def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None,
         False gives the clean signal on a flat background (no blur, no noise).
     nucleus_diameter : (min, max)
         Diameter range of ``"nuclei"`` scenes in pixels of a 256 px image.
+    brightness_sigma : (min, max)
+        Range of the per-scene spread (log standard deviation) of nucleus brightness.
+    bright_fraction : float
+        Largest fraction of condensed, much brighter nuclei in a ``"nuclei"`` scene (0: none).
 
     Returns
     -------
@@ -253,7 +272,8 @@ def generate(seed, shape: tuple[int, int] = (256, 256), kind: str | None = None,
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     scale = min(shape) / 256 * np.exp(rng.uniform(-0.3, 0.3))
-    scene = {"nuclei": partial(_scene_nuclei, diameter_range=nucleus_diameter),
+    scene = {"nuclei": partial(_scene_nuclei, diameter_range=nucleus_diameter,
+                               brightness_sigma=brightness_sigma, bright_fraction=bright_fraction),
              "cells": _scene_cells, "mri": _scene_mri}[kind]
     masks, parents, clean = scene(rng, shape, scale)
     masks = np.stack(masks) if masks else np.zeros((0, *shape), bool)

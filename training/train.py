@@ -60,7 +60,7 @@ from napari_segany.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_inpu
 
 from .losses import sam_loss
 from .prompts import jittered_box, random_point, sampled_correction
-from .synth import NUCLEUS_DIAMETER, generate
+from .synth import BRIGHTNESS_SIGMA, NUCLEUS_DIAMETER, generate
 
 PATCH = 16
 #: TinyViT-5M's attention windows at a 512 or 1024 input tile the frame in steps of 224 px
@@ -77,8 +77,15 @@ def encode(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return encoder.neck(x)
 
 
-def render(rng: np.random.Generator, image_size: int, nucleus_diameter=NUCLEUS_DIAMETER):
-    """One scene prepared like the Predictor does: (1 x 3 x S x S input, N x S x S bool masks, geometry)."""
+def scene_options(args: argparse.Namespace) -> dict:
+    """The generator's keyword arguments that the command line sets (see :func:`training.synth.generate`)."""
+    return {"nucleus_diameter": tuple(args.nucleus_diameter), "brightness_sigma": tuple(args.brightness_sigma),
+            "bright_fraction": float(args.bright_fraction)}
+
+
+def render(rng: np.random.Generator, image_size: int, options: dict | None = None):
+    """One scene prepared like the Predictor does: (1 x 3 x S x S input, N x S x S bool masks, geometry).
+    ``options``: :func:`scene_options` (default: the generator's defaults)."""
     u = rng.random()
     if u < 0.55:
         shape = (512, 512)
@@ -87,7 +94,7 @@ def render(rng: np.random.Generator, image_size: int, nucleus_diameter=NUCLEUS_D
     else:
         long = int(rng.integers(256, 769))
         shape = (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
-    sample = generate(rng, shape, nucleus_diameter=tuple(nucleus_diameter))
+    sample = generate(rng, shape, **(options or {}))
     data = sample.image[..., None]
     unit = to_unit_range(data, intensity_window(data, percentiles=DEFAULT_PERCENTILES))
     geometry = Geometry.for_image(shape, image_size, "sam")
@@ -165,7 +172,7 @@ def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, mu
 
 def train_step(model, rng, args) -> dict:
     """Render, prompt, decode for ``args.iters`` rounds; returns the loss tensor and stats."""
-    x, masks, geometry = render(rng, args.image_size, args.nucleus_diameter)
+    x, masks, geometry = render(rng, args.image_size, scene_options(args))
     oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
     idx = choose_objects(rng, masks, geometry, (oy, ox, h, w), args.objects) if len(masks) else []
     if len(idx) == 0:
@@ -246,7 +253,7 @@ def freeze_batchnorm(model: torch.nn.Module, args: argparse.Namespace) -> None:
     with torch.no_grad():
         for i in range(CALIBRATION_IMAGES):
             rng = np.random.default_rng([args.seed, 1_000_000 + i])
-            x, _, geometry = render(rng, args.image_size, args.nucleus_diameter)
+            x, _, geometry = render(rng, args.image_size, scene_options(args))
             oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
             encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w].to(args.device))
     for norm in norms:
@@ -269,6 +276,8 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
                            "objects": int(args.objects), "iters": int(args.iters), "lr": float(args.lr),
                            "focal_weight": float(args.focal_weight), "bn_freeze_at": float(args.bn_freeze_at),
                            "nucleus_diameter": [float(v) for v in args.nucleus_diameter],
+                           "brightness_sigma": [float(v) for v in args.brightness_sigma],
+                           "bright_fraction": float(args.bright_fraction),
                            "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     _save_atomically({"model": state, "config": config}, path)
@@ -315,6 +324,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--nucleus-diameter", type=float, nargs=2, default=list(NUCLEUS_DIAMETER), metavar=("MIN", "MAX"),
                    help="diameter range of generated nuclei, px of a 256 px image (default %(default)s)")
+    p.add_argument("--brightness-sigma", type=float, nargs=2, default=list(BRIGHTNESS_SIGMA), metavar=("MIN", "MAX"),
+                   help="range of the per-scene spread (log s.d.) of nucleus brightness (default %(default)s)")
+    p.add_argument("--bright-fraction", type=float, default=0.0,
+                   help="largest fraction of condensed, much brighter nuclei per scene (default 0: none)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",
