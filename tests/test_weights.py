@@ -154,6 +154,20 @@ def test_vit_t_reference_weights_load(tmp_path):
     assert not any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
 
 
+def test_vit_t_is_built_once_without_memory_and_gets_real_index_buffers(tmp_path, monkeypatch):
+    import napari_segany.weights as weights
+    from napari_segany.model.tiny_vit import offset_index
+
+    path = tmp_path / "vit_t_512.pt"
+    torch.save({"model": build_sam("vit_t", 512).state_dict(), "config": {"image_size": 512}}, path)
+    built = []
+    monkeypatch.setattr(weights, "build_sam", lambda *a: built.append(a) or build_sam(*a))
+    model = load_model(path, device="cpu")
+    assert built == [("vit_t", 512)]  # on the meta device; no second, randomly initialised build
+    idx = model.image_encoder.layers[1].blocks[0].attn.attention_bias_idxs
+    assert idx.device.type == "cpu" and torch.equal(idx, offset_index(7))
+
+
 # --- detection without real memory -----------------------------------------------------
 
 

@@ -118,8 +118,12 @@ def offset_index(window_size: int) -> torch.Tensor:
     Tokens are numbered row-major within a window; the pair (p, q) reads
     column ``|dy| * window_size + |dx|`` of the (heads x N) bias table, the
     order in which offsets first appear when scanning from token (0, 0).
+    Always computed on the CPU, also inside a ``torch.device("meta")`` block:
+    the loader builds models there and fills them from the checkpoint, which
+    does not hold this buffer.
     """
-    rows, cols = torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+    steps = torch.arange(window_size, device="cpu")
+    rows, cols = torch.meshgrid(steps, steps, indexing="ij")
     rows, cols = rows.flatten(), cols.flatten()
     dy = (rows[:, None] - rows[None, :]).abs()
     dx = (cols[:, None] - cols[None, :]).abs()
