@@ -10,6 +10,11 @@ from dataclasses import dataclass
 _MB = 1_000_000
 
 
+#: Predicted IoU below which propagation stops by default: SAM's scale (its masks a person
+#: accepts score 0.85-1.0). Models with another calibration set their own ``stop_iou``.
+DEFAULT_STOP_IOU = 0.8
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One known checkpoint: downloadable, or bundled with the package.
@@ -55,7 +60,7 @@ class ModelSpec:
     source: str = ""
     mirrors: tuple[str, ...] = ()
     bundled: bool = False
-    stop_iou: float = 0.8
+    stop_iou: float = DEFAULT_STOP_IOU
 
     @property
     def size_text(self) -> str:

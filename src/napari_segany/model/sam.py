@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..known_models import DEFAULT_STOP_IOU
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
@@ -37,7 +38,7 @@ class ModelInfo:
     preprocess: str = "sam"
     source: str = ""
     sha256: str = ""
-    stop_iou: float = 0.8
+    stop_iou: float = DEFAULT_STOP_IOU
 
 
 class Sam(nn.Module):
