@@ -125,7 +125,7 @@ def _place(rng, shape, radius, centers, radii, overlap: float):
 
 
 def _scene_nuclei(rng, shape, scale: float, diameter_range: tuple[float, float],
-                  brightness_sigma: tuple[float, float] = BRIGHTNESS_SIGMA, bright_fraction: float = 0.0):
+                  brightness_sigma: tuple[float, float], bright_fraction: float):
     """Nuclei; with ``bright_fraction`` > 0, up to that fraction of them (drawn per scene) are
     small, elongated and several times brighter, like condensed mitotic or apoptotic nuclei: the
     intensity window then leaves the ordinary nuclei dim, as in many real nuclear stains."""
