@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training import baseline  # noqa: E402
-from training.losses import dice_loss, focal_loss, sam_loss  # noqa: E402
+from training.losses import bce_loss, dice_loss, focal_loss, sam_loss  # noqa: E402
 from training.prompts import (  # noqa: E402
     centre_correction, farthest_interior_point, jittered_box, random_point, tight_box,
 )
@@ -144,6 +144,32 @@ def test_losses_small_for_perfect_prediction_and_gradients_flow():
     assert float(good) < 1e-3 < float(loss.detach())
 
 
+def test_bce_on_soft_targets_is_lowest_at_the_covered_fraction():
+    # a logit pixel that an object covers by a quarter is best predicted as probability 0.25, so the
+    # boundary of the bilinearly upsampled, thresholded logits falls between the coarse pixels
+    target = torch.full((1, 1, 4, 4), 0.25)
+    grid = torch.linspace(-4, 4, 161)
+    losses = torch.stack([bce_loss(torch.full((1, 1, 4, 4), float(v)), target)[0, 0] for v in grid])
+    best = float(torch.sigmoid(grid[losses.argmin()]))
+    assert abs(best - 0.25) < 0.02
+
+
+def test_low_resolution_loss_uses_soft_targets_and_the_given_iou():
+    target = torch.zeros(2, 32, 32)
+    target[:, 8:21, 8:21] = 1
+    soft = torch.nn.functional.avg_pool2d(target[:, None], 4)[:, 0]
+    assert 0 < float(soft[0, 5, 3]) < 1  # a partly covered logit pixel
+    logits = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    iou = torch.zeros(2, 3, requires_grad=True)
+    given = torch.full((2, 3), 0.5)
+    loss, stats = sam_loss(logits, iou, soft, focal_weight=0.0, bce_weight=1.0, actual_iou=given)
+    loss.backward()
+    assert torch.equal(stats["iou"], given) and logits.grad.abs().sum() > 0
+    exact = torch.logit(soft.clamp(1e-4, 1 - 1e-4))[:, None].repeat(1, 3, 1, 1)
+    good, _ = sam_loss(exact, given, soft, focal_weight=0.0, bce_weight=1.0, actual_iou=given)
+    assert float(good) < float(loss.detach())
+
+
 def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
     from napari_segany import Predictor
     from napari_segany.weights import load_model
@@ -151,9 +177,10 @@ def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
 
     out = tmp_path / "smoke.pt"
     assert main(["--out", str(out), "--steps", "3", "--threads", "1", "--objects", "4", "--iters", "2",
-                 "--log-every", "1"]) == 0
+                 "--log-every", "1", "--loss-res", "low", "--bce-weight", "1", "--focal-weight", "0"]) == 0
     recipe = torch.load(out, map_location="cpu", weights_only=True)["config"]["training"]
     assert recipe["steps"] == 3 and recipe["nucleus_diameter"] == list(NUCLEUS_DIAMETER)
+    assert recipe["loss_res"] == "low" and recipe["bce_weight"] == 1.0 and recipe["focal_weight"] == 0.0
     model = load_model(out, device="cpu")
     assert model.image_size == 512 and model.info.arch == "vit_t" and model.info.preprocess == "sam"
     pred = Predictor(model)

@@ -136,6 +136,25 @@ def test_path_load_recognises_registry_file(tmp_path, flat_file, ref_vit_b_state
     assert (model.info.name, model.info.preprocess) == ("test_med", "medsam")
 
 
+def test_path_load_takes_the_stop_level_from_config_or_registry(tmp_path, flat_file, monkeypatch):
+    # a file loaded by path used to get SAM's 0.8 even when it was a registry model with its own level
+    md5 = hashlib.md5(flat_file.read_bytes()).hexdigest()
+    spec = registry.ModelSpec("test_low", "vit_b", "http://127.0.0.1:9/x", "test_low.pth", f"md5:{md5}",
+                              stop_iou=0.4)
+    monkeypatch.setitem(registry.REGISTRY, "test_low", spec)
+    assert load_model(flat_file, device="cpu").info.stop_iou == 0.4
+    model = build_sam("vit_t", 512)
+    own = tmp_path / "own.pt"
+    torch.save({"model": model.state_dict(), "config": {"image_size": 512, "stop_iou": 0.55}}, own)
+    assert load_model(own, device="cpu").info.stop_iou == 0.55
+    plain = tmp_path / "plain.pt"
+    torch.save({"model": model.state_dict(), "config": {"image_size": 512}}, plain)
+    assert load_model(plain, device="cpu").info.stop_iou == 0.8
+    torch.save({"model": model.state_dict(), "config": {"image_size": 512, "stop_iou": "high"}}, plain)
+    with pytest.raises(ValueError, match="stop_iou='high'; expected a number between 0 and 1"):
+        load_model(plain, device="cpu")
+
+
 def test_vit_t_reference_weights_load(tmp_path):
     from reference_models import reference_sam
 

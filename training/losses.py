@@ -1,4 +1,5 @@
-"""SAM's training losses: focal + dice on mask logits (the best candidate only), MSE for the IoU head."""
+"""SAM's training losses: focal (or binary cross-entropy) + dice on mask logits (the best candidate
+only), MSE for the IoU head. Targets may be soft (the fraction of each logit pixel an object covers)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, 
     return (a_t * ce * (1 - p_t) ** gamma).flatten(-2).mean(-1)
 
 
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-mask binary cross-entropy, mean over pixels. logits: ... x H x W; target broadcastable,
+    values in [0, 1]: with soft targets its minimum is at ``sigmoid(logit) = target``, so a logit
+    map upsampled bilinearly and thresholded at 0 places the boundary between pixels."""
+    return F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="none").flatten(-2).mean(-1)
+
+
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Per-mask soft dice loss. logits: ... x H x W; target broadcastable. Returns ... ."""
     prob = torch.sigmoid(logits).flatten(-2)
@@ -40,7 +48,8 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def sam_loss(
-    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, focal_weight: float = FOCAL_WEIGHT
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, focal_weight: float = FOCAL_WEIGHT,
+    bce_weight: float = 0.0, actual_iou: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """SAM's loss for B objects with K candidate masks each.
 
@@ -48,12 +57,18 @@ def sam_loss(
     ----------
     logits : B x K x H x W mask logits (at the target's resolution)
     iou_pred : B x K predicted IoU
-    target : B x H x W float {0, 1}
+    target : B x H x W float {0, 1}, or soft in [0, 1] (then pass ``actual_iou``)
+    focal_weight, bce_weight : float
+        Weights of the focal and the binary cross-entropy term (dice has weight 1).
+    actual_iou : B x K, optional
+        The candidates' true IoU (the IoU head's target), when it is measured
+        elsewhere, e.g. at a higher resolution than ``logits``; default: from
+        ``logits`` and ``target``.
 
     Returns
     -------
     loss : scalar
-        Mean over objects of (20 focal + dice) of the candidate with the
+        Mean over objects of (focal + bce + dice, weighted) of the candidate with the
         lowest such loss, plus the MSE between every candidate's predicted and
         actual IoU.
     stats : dict
@@ -61,10 +76,14 @@ def sam_loss(
         candidate, ``iou`` (B x K) actual IoUs.
     """
     t = target[:, None].float()
-    per = focal_weight * focal_loss(logits, t) + DICE_WEIGHT * dice_loss(logits, t)  # B x K
+    per = DICE_WEIGHT * dice_loss(logits, t)  # B x K
+    if focal_weight:
+        per = per + focal_weight * focal_loss(logits, t)
+    if bce_weight:
+        per = per + bce_weight * bce_loss(logits, t)
     best = per.argmin(dim=1)
     mask_part = per.gather(1, best[:, None]).mean()
-    actual = mask_iou(logits, t)
+    actual = mask_iou(logits, t) if actual_iou is None else actual_iou
     iou_part = F.mse_loss(iou_pred, actual)
     return mask_part + IOU_WEIGHT * iou_part, {
         "mask": float(mask_part.detach()), "iou_mse": float(iou_part.detach()), "best": best, "iou": actual,

@@ -246,8 +246,22 @@ def load_model(
                          f"{', '.join(PREPROCESS_MODES)}. Pass preprocess= to override.")
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=mode, source=str(path),
-                           sha256=digests["sha256"])
+                           sha256=digests["sha256"], stop_iou=_stop_iou(state.config, spec))
     return model
+
+
+def _stop_iou(config: dict, spec: registry.ModelSpec | None) -> float:
+    """Propagation's stop level for a file: its config's ``stop_iou`` (our format), else that of
+    the registry entry the file's hash matches, else the SAM default."""
+    value = config.get("stop_iou", spec.stop_iou if spec else ModelInfo.stop_iou)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"The checkpoint's config has stop_iou={config.get('stop_iou')!r}; expected a "
+                         "number between 0 and 1. Fix or remove that entry of the file's config.")
+    return value
 
 
 def _load_registered(name: str, dev: torch.device, preprocess: str | None, progress) -> Sam:
