@@ -85,8 +85,8 @@ REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         ModelSpec(DEFAULT_MODEL, "vit_t", "", "segany_vit_t_512.pt",
-                  "sha256:ae8ae489e30832851c3f76fea605514bb362de2feabe245f85ae64374473ee5e",
-                  20_429_165, description="napari-segany's own small model (TinyViT, 512 px), "
+                  "sha256:f4817235862ea5e89120470a9e22d0070710e7d9c4c0f40ca5e3dd4dfce7c430",
+                  20_426_687, description="napari-segany's own small model (TinyViT, 512 px), "
                   "included: no download; trained on synthetic images, see MODEL_CARD.md",
                   source="Trained from scratch by napari-segany (training/); BSD-3-Clause.",
                   bundled=True, stop_iou=0.5),  # its IoU head is calibrated: below 0.5 = no longer a match
