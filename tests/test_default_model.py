@@ -80,14 +80,27 @@ def test_cli_segments_the_sample_with_the_default_model(tmp_path):
     assert 20 < np.count_nonzero(labels) < 5000  # one nucleus, not the background
 
 
+def test_cli_zooms_into_a_small_object_unless_told_not_to(tmp_path, capsys):
+    args = ["segment", str(sample_path("nuclei2d")), "--box", "335,60,357,80", "--device", "cpu", "--json"]
+    assert main(args + ["-o", str(tmp_path / "zoomed.tif")]) == 0
+    zoomed = json.loads(capsys.readouterr().out)
+    assert main(args + ["-o", str(tmp_path / "whole.tif"), "--no-zoom"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    top, left, height, width = zoomed["zoom_window"]
+    assert top <= 335 and left <= 60 and top + height > 357 and left + width > 80 and height < 512
+    assert whole["zoom_window"] is None and zoomed["area_px"] > 20 and whole["area_px"] > 20
+
+
 @pytest.mark.slow
-def test_reproduces_its_reported_2d_numbers(default_model):
+@pytest.mark.parametrize("zoom", [False, True], ids=["whole image", "zoomed"])
+def test_reproduces_its_reported_2d_numbers(default_model, zoom):
     sys.path.insert(0, str(ROOT))
     from training.evaluate import ModelMethod, eval_2d
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    reported = next(r["2d"] for k, r in json.loads(REPORTED.read_text()).items() if k != "baseline")
-    got = eval_2d(ModelMethod(Predictor(default_model)), load_sample("nuclei2d"),
+    rows = {k: r for k, r in json.loads(REPORTED.read_text()).items() if k != "baseline"}
+    reported = next(r["2d"] for k, r in rows.items() if k.endswith(", zoomed") == zoom)
+    got = eval_2d(ModelMethod(Predictor(default_model), zoom=zoom), load_sample("nuclei2d"),
                   load_sample("nuclei2d_labels"))
     assert got["n"] == reported["n"] == 125
     assert got["click"] == pytest.approx(reported["click"], abs=0.01)

@@ -63,24 +63,28 @@ class ModelMethod:
 
     name = "model"
 
-    def __init__(self, predictor) -> None:
+    def __init__(self, predictor, zoom: bool = False) -> None:
+        from napari_segany.zoom import ZoomPredictor
+
         self.predictor = predictor
+        # the 2D protocols go through the ZoomPredictor when asked; propagation never zooms
+        self.prompter = ZoomPredictor(predictor) if zoom else predictor
 
     def set_image(self, image: np.ndarray) -> None:
-        self.predictor.set_image(image)
+        self.prompter.set_image(image)
 
-    def click(self, point):
-        pred = self.predictor.predict(points=[point], multimask=True)
+    def click(self, point, prompter=None):
+        pred = (prompter or self.prompter).predict(points=[point], multimask=True)
         self.last_score = float(pred.scores[0])
         return pred.mask(0), pred.logits[0]
 
     def box(self, box):
-        pred = self.predictor.predict(box=box, multimask=False)
+        pred = self.prompter.predict(box=box, multimask=False)
         self.last_score = float(pred.scores[0])
         return pred.mask(0)
 
     def refine(self, points, labels, state):
-        pred = self.predictor.predict(points=points, labels=labels, mask_input=state, multimask=False)
+        pred = self.prompter.predict(points=points, labels=labels, mask_input=state, multimask=False)
         return pred.mask(0), pred.logits[0]
 
     def volume(self, volume, z, point, spacing):
@@ -90,7 +94,7 @@ class ModelMethod:
             self._store = EmbeddingStore(self.predictor, volume, axis=0, prefetch=0)
             self._volume = volume
         self.predictor.set_embedding(self._store.get(z))
-        seed, _ = self.click(point)
+        seed, _ = self.click(point, self.predictor)
         if not seed.any():  # nothing to propagate: the object is missed on every slice
             return np.zeros(volume.shape, bool)
         result = propagate(volume, {z: seed}, store=self._store, spacing=spacing, label_id=1)
@@ -199,7 +203,7 @@ def eval_synthetic(method, n_images: int, seed: int = 0, per_image: int = 20, **
             for k, v in res.items() if v["click"]}
 
 
-def _model_method(path: str, threads: int | None) -> ModelMethod:
+def _model_method(path: str, threads: int | None, zoom: bool = False) -> ModelMethod:
     import torch
 
     from napari_segany import Predictor
@@ -207,7 +211,9 @@ def _model_method(path: str, threads: int | None) -> ModelMethod:
 
     if threads:
         torch.set_num_threads(threads)
-    return ModelMethod(Predictor(load_model(path, device="cpu")))
+    method = ModelMethod(Predictor(load_model(path, device="cpu")), zoom=zoom)
+    method.name = f"model ({Path(path).name}){', zoomed' if zoom else ''}"
+    return method
 
 
 def table(results: dict) -> str:
@@ -242,6 +248,8 @@ def main(argv=None) -> int:
                    help="held-out scenes with up to this fraction of condensed bright nuclei (default: none)")
     p.add_argument("--synthetic-only", action="store_true",
                    help="score only the held-out generated scenes, with the model only (no real data, no baseline)")
+    p.add_argument("--zoom", action="store_true",
+                   help="also score the model through ZoomPredictor (small objects from enlarged crops)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
     args = p.parse_args(argv)
@@ -259,11 +267,11 @@ def main(argv=None) -> int:
     spacing = voxel_size("nuclei3d")
     methods = [] if args.synthetic_only else [BaselineMethod()]
     if args.model:
-        methods.insert(0, _model_method(args.model, args.threads))
+        methods[:0] = [_model_method(args.model, args.threads, zoom) for zoom in (False, True)[: 1 + args.zoom]]
     results = {}
     for m in methods:
         t0 = time.perf_counter()
-        key = m.name if m.name == "baseline" else f"model ({Path(args.model).name})"
+        key = m.name
         results[key] = {} if args.synthetic_only else {"2d": eval_2d(m, img2, lab2)}
         if not (args.no_3d or args.synthetic_only):
             results[key]["3d"] = eval_3d(m, vol, lab3, spacing)

@@ -10,9 +10,10 @@ microscopy and MRI, in napari and from Python.
 from .predictor import Cancelled, ImageEmbedding, Prediction, Predictor
 from .weights import load_model
 from .volume import EmbeddingStore, PropagationResult, propagate
+from .zoom import Window, ZoomPredictor
 
 __all__ = [
     "Cancelled", "EmbeddingStore", "ImageEmbedding", "Prediction", "PropagationResult", "Predictor",
-    "load_model", "propagate",
+    "Window", "ZoomPredictor", "load_model", "propagate",
 ]
 __version__ = "0.1.0"

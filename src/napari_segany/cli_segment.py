@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -28,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--channel", type=int, default=None, help="channel (last axis) of a multichannel image")
     p.add_argument("--contrast-limits", type=cli_args.limits, default=None, metavar="LO,HI",
                    help="intensity window (default: 1st-99.8th percentiles)")
+    p.add_argument("--no-zoom", action="store_true",
+                   help="segment on the whole image only; by default a small object is segmented again on an "
+                   "enlarged crop around it (napari_segany.zoom), which gives finer masks")
     p.add_argument("--candidate", default="best", choices=("best", "0", "1", "2"),
                    help="which candidate mask to keep: best (highest predicted IoU) or the rank 0-2")
     p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from .files import overlay, read_image, write_labels, write_png
     from .predictor import Predictor
     from .weights import load_model
+    from .zoom import ZoomPredictor
 
     out = cli_args.check_output_and_prompts(args)
     image = read_image(args.image)
@@ -65,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     pred = Predictor(model, precision=args.precision, regions=args.regions)
+    if not args.no_zoom:
+        pred = ZoomPredictor(pred)
     pred.set_image(plane, channel=args.channel, contrast_limits=args.contrast_limits)
     points = [(r, c) for r, c, _ in args.point] or None
     labels = [lab for _, _, lab in args.point] or None
@@ -85,10 +92,14 @@ def run(args: argparse.Namespace) -> int:
         "output": str(out), "model": model.info.name, "candidate": k,
         "score": round(float(res.scores[k]), 4), "scores": [round(float(s), 4) for s in res.scores],
         "area_px": int(mask.sum()), "slice": args.slice,
+        "zoom_window": None if res.window is None else list(dataclasses.astuple(res.window)),
     }
     if args.json:
         print(json.dumps(summary))
     else:
+        where = "" if res.window is None else (f", segmented on the enlarged crop rows {res.window.top}-"
+                                                f"{res.window.top + res.window.height - 1}, columns "
+                                                f"{res.window.left}-{res.window.left + res.window.width - 1}")
         print(f"wrote {out}: object {args.label_id}, {summary['area_px']} px, candidate {k} "
-              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}")
+              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}{where}")
     return 0

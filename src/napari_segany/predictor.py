@@ -52,7 +52,9 @@ class Prediction:
 
     scores: (K,) predicted IoU; logits: (K, h, w) low-res logits (pass one as
     ``mask_input`` to refine); masks: (K, H, W) bool at the image's size,
-    computed on first access (``mask(i)`` computes a single one).
+    computed on first access (``mask(i)`` computes a single one). ``window``:
+    the crop of the image the logits belong to (:class:`napari_segany.zoom.Window`),
+    None for the whole image.
     """
 
     scores: np.ndarray
@@ -60,6 +62,7 @@ class Prediction:
     token_index: np.ndarray
     _upscale: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     _masks: np.ndarray | None = field(default=None, repr=False)
+    window: object | None = None
 
     @property
     def masks(self) -> np.ndarray:

@@ -44,10 +44,12 @@ def fast_models(fast_model_paths):
 
 @pytest.fixture
 def widget_factory(make_napari_viewer, qtbot):
-    """make(image, **layer_kwargs) -> (viewer, image_layer, widget) with the widget docked."""
+    """make(image, model=None, zoom=False, **layer_kwargs) -> (viewer, image_layer, widget) with the
+    widget docked. Zoom (on for users) is off unless asked, so that tests of the prompt plumbing see
+    one prediction per prompt change; ``test_zoom.py`` tests it."""
     made = []
 
-    def make(image, model=None, **layer_kwargs):
+    def make(image, model=None, zoom=False, **layer_kwargs):
         from napari_segany._widget import SegmentAnythingWidget
 
         viewer = make_napari_viewer()
@@ -55,6 +57,7 @@ def widget_factory(make_napari_viewer, qtbot):
         widget = SegmentAnythingWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Segment Anything")
         made.append(widget)
+        widget.zoom_box.setChecked(zoom)
         if model is not None:
             from napari_segany import Predictor
 

@@ -16,6 +16,7 @@ from .preview import PreviewLayer
 from .prompts import ROLE, PromptLayers
 from .state import WidgetState
 from .workers import Job, start_embedding, start_model_load
+from .zoom import WidgetZoom
 
 
 class Controller(QObject):
@@ -44,6 +45,7 @@ class Controller(QObject):
         self.preview = PreviewLayer(viewer)
         self.autosaver = Autosaver(self.status.emit, self._fail)
         self.model_job: Job | None = None
+        self.zoom = WidgetZoom(self)
         self._predict_timer = QTimer(self, singleShot=True, interval=debounce_ms)
         self._predict_timer.timeout.connect(self.predict_now)
         self._plane_timer = QTimer(self, singleShot=True, interval=120)
@@ -246,19 +248,20 @@ class Controller(QObject):
             self._forget()
             return
         sig = prompts.signature
-        mask_input = None
+        mask_input = mask_window = None  # mask_window: the crop the logits live in (None: the slice)
         if s.prediction is not None and s.prompt_signature and s.prompt_signature < sig:
             mask_input = s.prediction.logits[min(s.chosen, len(s.prediction) - 1)]
+            mask_window = s.prediction.window
         elif (edit := self.edit_target()) is not None:
             existing = label_mask(edit[0], s.plane, edit[1])
             if existing.any():
                 mask_input = s.predictor.mask_prompt(existing)
         multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
         try:
-            pred = s.predictor.predict(
+            pred = self.zoom.predict(
                 points=prompts.points if len(prompts.points) else None,
                 labels=prompts.labels if len(prompts.points) else None,
-                box=prompts.box, mask_input=mask_input, multimask=multimask,
+                box=prompts.box, mask_input=mask_input, mask_window=mask_window, multimask=multimask,
             )
         except ValueError as err:
             self._fail(f"Could not segment these prompts: {err}")

@@ -22,6 +22,7 @@ class Options:
     autosave: bool = True  # save target labels next to the image after each commit
     auto_embed: bool = True  # compute the embedding of a slice as soon as it is shown
     prompted_regions: bool = True  # drop mask islands away from the prompts (Predictor regions="prompted")
+    zoom: bool = True  # segment small objects again on an enlarged crop (napari_segany.zoom)
 
 
 @dataclass

@@ -71,6 +71,10 @@ class SegmentAnythingWidget(QWidget):
                                        "prompted_regions", "On: islands of the mask away from the points "
                                        "and the box are dropped. Off: every region the model returns.")
         pl.addWidget(self.regions_box)
+        self.zoom_box = self._check("Zoom into small objects", self.state.options.zoom, "zoom",
+                                    "On: a small object is segmented again on an enlarged crop around it "
+                                    "(computed in the background), which gives a finer mask.")
+        pl.addWidget(self.zoom_box)
         layout.addWidget(prompts)
 
         commit = QGroupBox("Commit")
@@ -141,7 +145,7 @@ class SegmentAnythingWidget(QWidget):
         setattr(self.state.options, name, bool(value))
         if name == "prompted_regions":
             self.state.apply_regions()
-        if name in ("edit_selected", "prompted_regions"):  # the current prompts, predicted afresh
+        if name in ("edit_selected", "prompted_regions", "zoom"):  # the current prompts, predicted afresh
             self.controller.state.forget_prediction()
             self.controller.schedule_predict()
 

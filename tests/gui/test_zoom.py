@@ -1,0 +1,60 @@
+"""The widget segments small objects again on an enlarged crop, computed in a worker."""
+
+import threading
+
+import numpy as np
+import pytest
+from gui_helpers import click, wait_prediction, wait_ready
+
+from napari_segany import Predictor
+from napari_segany._widget.zoom import crop_key
+from napari_segany.zoom import ZoomPredictor
+
+
+@pytest.fixture(scope="module")
+def included_model():
+    from napari_segany import load_model
+
+    return load_model(device="cpu")
+
+
+def test_small_nucleus_is_refined_on_a_crop_off_the_gui_thread(widget_factory, qtbot, nuclei2d, included_model):
+    image, labels = nuclei2d
+    viewer, layer, widget = widget_factory(image, included_model, zoom=True)
+    wait_ready(qtbot, widget)
+    state, ctrl = widget.state, widget.controller
+    threads = []
+    encode = state.predictor.encode
+    state.predictor.encode = lambda *a, **k: threads.append(threading.get_ident()) or encode(*a, **k)
+    shown = []
+    ctrl.prediction_changed.connect(lambda: shown.append(state.prediction))
+
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    gt = labels == ids[np.argsort(areas)[len(ids) // 4]]  # a small nucleus
+    rr, cc = np.nonzero(gt)
+    point = (float(np.median(rr)), float(np.median(cc)))
+    click(ctrl.prompts.points, point)
+    qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.window is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: not ctrl.is_busy, timeout=30_000)
+
+    assert shown[0].window is None  # the whole slice answered at once
+    assert threads and threading.main_thread().ident not in threads  # the crop was encoded in a worker
+    window = state.prediction.window
+    assert state.cache.get(crop_key(state.ready, window)) is not None
+    np.testing.assert_array_equal(ctrl.preview.layer.data.astype(bool), state.prediction.mask(0))
+
+    # the same click through the library's ZoomPredictor gives the same mask (contrast from the layer)
+    headless = ZoomPredictor(Predictor(included_model))
+    headless.set_image(image, contrast_limits=tuple(layer.contrast_limits))
+    expected = headless.predict(points=[point])
+    assert expected.window == window
+    np.testing.assert_array_equal(state.prediction.mask(0), expected.mask(0))
+
+    # a second click inside the crop refines there, from the previous logits
+    click(ctrl.prompts.points, (point[0] + 1, point[1] + 1))
+    wait_prediction(qtbot, widget)
+    assert state.prediction.window == window and len(state.prediction) == 1
+
+    widget.zoom_box.setChecked(False)  # off: the whole slice only
+    wait_prediction(qtbot, widget)
+    assert state.prediction.window is None

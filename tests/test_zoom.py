@@ -1,0 +1,124 @@
+"""ZoomPredictor: small objects segmented from an enlarged crop, with the included model on the real nuclei."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segany import Predictor
+from napari_segany.sample_data import load_sample
+from napari_segany.weights import load_model
+from napari_segany.zoom import MAX_SCALE, Window, ZoomPredictor, zoom_window
+
+
+def iou(a, b):
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def tight_box(mask):
+    rr, cc = np.nonzero(mask)
+    return rr.min(), cc.min(), rr.max(), cc.max()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    labels = load_sample("nuclei2d_labels")
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    return load_sample("nuclei2d"), labels, ids[np.argsort(areas)]  # smallest first
+
+
+def test_window_enlarges_small_objects_within_the_limit():
+    w = zoom_window((500, 200, 509, 211), (2048, 1024), 512, object_fraction=0.25, max_scale=1.5)
+    side = 512 / 1.5  # 12 px object -> 48 px crop, raised to the smallest crop that max_scale allows
+    assert w.height == w.width == np.ceil(side)
+    assert w.contains(np.array([[500, 200], [509, 211]]))  # the object is inside, at the centre
+    assert abs((w.top + w.height / 2) - 505) <= 1 and abs((w.left + w.width / 2) - 206) <= 1
+    big = zoom_window((0, 0, 99, 99), (4000, 4000), 512, object_fraction=0.25, max_scale=1.5)
+    assert big.height == 400  # the object fills a quarter of the crop
+
+
+def test_window_stays_inside_the_image_and_gives_up_when_no_gain():
+    w = zoom_window((0, 5, 6, 14), (600, 900), 512, object_fraction=0.25, max_scale=1.5)
+    assert (w.top, w.left) == (0, 0) and w.height <= 600 and w.width <= 900
+    edge = zoom_window((590, 890, 599, 899), (600, 900), 512, object_fraction=0.25, max_scale=1.5)
+    assert edge.top + edge.height == 600 and edge.left + edge.width == 900
+    assert zoom_window((10, 10, 20, 20), (400, 400), 512, max_scale=1.5) is None  # already enlarged more
+    assert zoom_window((0, 0, 299, 299), (600, 600), 512) is None  # large object: the whole image
+
+
+def test_box_on_small_nuclei_is_better_zoomed(model, nuclei):
+    image, labels, smallest = nuclei
+    plain, zoom = Predictor(model), ZoomPredictor(Predictor(model))
+    plain.set_image(image)
+    zoom.set_image(image)
+    gains = []
+    for i in smallest[:15]:
+        gt = labels == i
+        box = tight_box(gt)
+        z = zoom.predict(box=box, multimask=False)
+        assert isinstance(z.window, Window) and z.window.contains(np.reshape(box, (2, 2)))
+        assert z.masks.shape == (1, *image.shape) and z.mask(0).dtype == bool
+        outside = np.ones(image.shape, bool)
+        outside[z.window.slices] = False
+        assert not z.mask(0)[outside].any()  # nothing is written outside the crop
+        gains.append(iou(z.mask(0), gt) - iou(plain.predict(box=box, multimask=False).mask(0), gt))
+    assert np.mean(gains) > 0.05, gains
+
+
+def test_click_then_corrections_keep_the_crop_and_follow_points_outside(model, nuclei):
+    image, labels, smallest = nuclei
+    zoom = ZoomPredictor(Predictor(model))
+    zoom.set_image(image)
+    gt = labels == smallest[20]
+    rr, cc = np.nonzero(gt)
+    point = (int(np.median(rr)), int(np.median(cc)))
+    first = zoom.predict(points=[point])
+    assert first.window is not None and len(first) == 3
+    inside = zoom.predict(points=[point, (point[0] + 1, point[1])], labels=[1, 1],
+                          mask_input=first.logits[0], multimask=False)
+    assert inside.window == first.window
+    h, w = image.shape
+    centre = (first.window.top + first.window.height / 2, first.window.left + first.window.width / 2)
+    far = (0 if centre[0] > h / 2 else h - 1, 0 if centre[1] > w / 2 else w - 1)  # outside the crop
+    assert not first.window.contains(np.array([far]))
+    moved = zoom.predict(points=[point, far], labels=[1, 0], mask_input=inside.logits[0], multimask=False)
+    assert moved.window != first.window
+    assert moved.window is None or moved.window.contains(np.array([point, far]))
+    assert moved.mask(0)[point]  # the object is still there, carried over from the previous crop
+
+
+def test_large_objects_and_crop_cache(model):
+    plane = load_sample("nuclei3d")[30]  # 256 px: the whole slice is already enlarged 2x
+    plain, zoom = Predictor(model), ZoomPredictor(Predictor(model))
+    plain.set_image(plane)
+    zoom.set_image(plane)
+    a = plain.predict(points=[(128, 128)])
+    b = zoom.predict(points=[(128, 128)])
+    assert b.window is None
+    np.testing.assert_array_equal(a.logits, b.logits)
+
+    image = load_sample("nuclei2d")
+    calls = []
+    encode = zoom.predictor.encode
+    zoom.predictor.encode = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    zoom.set_image(image)
+    for _ in range(2):
+        zoom.predict(box=(340, 60, 352, 80), multimask=False)
+    assert len(calls) == 2  # the whole image once, the crop once
+
+
+def test_rejects_bad_settings(model):
+    with pytest.raises(TypeError, match="Predictor"):
+        ZoomPredictor(model)
+    with pytest.raises(ValueError, match="object_fraction"):
+        ZoomPredictor(Predictor(model), object_fraction=2)
+    with pytest.raises(RuntimeError, match="set_image"):
+        ZoomPredictor(Predictor(model)).predict(points=[(1, 1)])
+    assert MAX_SCALE > 1
