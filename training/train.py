@@ -92,9 +92,15 @@ def scene_options(args: argparse.Namespace) -> dict:
             "bright_fraction": float(args.bright_fraction)}
 
 
-def render(rng: np.random.Generator, image_size: int, options: dict | None = None):
+def render(rng: np.random.Generator, image_size: int, options: dict | None = None,
+           enlarged: float = 0.0, enlarge_max: float = 4.0):
     """One scene prepared like the Predictor does: (1 x 3 x S x S input, N x S x S bool masks, geometry).
-    ``options``: :func:`scene_options` (default: the generator's defaults)."""
+    ``options``: :func:`scene_options` (default: the generator's defaults). A fraction ``enlarged``
+    of the scenes is drawn small and enlarged 1.5-``enlarge_max`` times (log-uniform) into the frame,
+    as :class:`napari_segany.zoom.ZoomPredictor` enlarges crops around small objects."""
+    if enlarged > 0 and rng.random() < enlarged:  # no draw at 0: older runs keep their random stream
+        side = int(round(image_size / np.exp(rng.uniform(np.log(1.5), np.log(enlarge_max)))))
+        return _prepare(generate(rng, (side, side), **(options or {})), image_size)
     u = rng.random()
     if u < 0.55:
         shape = (512, 512)
@@ -103,10 +109,13 @@ def render(rng: np.random.Generator, image_size: int, options: dict | None = Non
     else:
         long = int(rng.integers(256, 769))
         shape = (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
-    sample = generate(rng, shape, **(options or {}))
+    return _prepare(generate(rng, shape, **(options or {})), image_size)
+
+
+def _prepare(sample, image_size: int):
     data = sample.image[..., None]
     unit = to_unit_range(data, intensity_window(data, percentiles=DEFAULT_PERCENTILES))
-    geometry = Geometry.for_image(shape, image_size, "sam")
+    geometry = Geometry.for_image(sample.image.shape, image_size, "sam")
     x = encoder_input(unit, geometry, torch.device("cpu"))
     return x, sample.masks, geometry
 
@@ -184,7 +193,7 @@ def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, mu
 
 def train_step(model, rng, args) -> dict:
     """Render, prompt, decode for ``args.iters`` rounds; returns the loss tensor and stats."""
-    x, masks, geometry = render(rng, args.image_size, scene_options(args))
+    x, masks, geometry = render(rng, args.image_size, scene_options(args), args.enlarged, args.enlarge_max)
     oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
     idx = choose_objects(rng, masks, geometry, (oy, ox, h, w), args.objects) if len(masks) else []
     if len(idx) == 0:
@@ -270,7 +279,7 @@ def freeze_batchnorm(model: torch.nn.Module, args: argparse.Namespace) -> None:
     with torch.no_grad():
         for i in range(CALIBRATION_IMAGES):
             rng = np.random.default_rng([args.seed, 1_000_000 + i])
-            x, _, geometry = render(rng, args.image_size, scene_options(args))
+            x, _, geometry = render(rng, args.image_size, scene_options(args), args.enlarged, args.enlarge_max)
             oy, ox, h, w = pick_window(rng, geometry, args.full_frame)
             encode(model.image_encoder, x[..., oy : oy + h, ox : ox + w].to(args.device))
     for norm in norms:
@@ -297,6 +306,7 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
                            "nucleus_diameter": [float(v) for v in args.nucleus_diameter],
                            "brightness_sigma": [float(v) for v in args.brightness_sigma],
                            "bright_fraction": float(args.bright_fraction),
+                           "enlarged": float(args.enlarged), "enlarge_max": float(args.enlarge_max),
                            "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     _save_atomically({"model": state, "config": config}, path)
@@ -355,6 +365,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="range of the per-scene spread (log s.d.) of nucleus brightness (default %(default)s)")
     p.add_argument("--bright-fraction", type=float, default=0.0,
                    help="largest fraction of condensed, much brighter nuclei per scene (default 0: none)")
+    p.add_argument("--enlarged", type=float, default=0.0,
+                   help="fraction of scenes drawn small and enlarged into the frame, as zoomed crops are (default 0)")
+    p.add_argument("--enlarge-max", type=float, default=4.0,
+                   help="largest enlargement of those scenes (from 1.5, log-uniform; default %(default)s)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",
