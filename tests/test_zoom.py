@@ -93,6 +93,12 @@ def test_click_then_corrections_keep_the_crop_and_follow_points_outside(model, n
     assert moved.window is None or moved.window.contains(np.array([point, far]))
     assert moved.mask(0)[point]  # the object is still there, carried over from the previous crop
 
+    # logits of an earlier prediction need their window: guessing the latest one's would misplace them
+    with pytest.raises(ValueError, match="mask_window"):
+        zoom.predict(points=[point], mask_input=first.logits[0], multimask=False)
+    again = zoom.predict(points=[point], mask_input=first.logits[0], mask_window=first.window, multimask=False)
+    assert again.window == first.window
+
 
 def test_large_objects_and_crop_cache(model):
     plane = load_sample("nuclei3d")[30]  # 256 px: the whole slice is already enlarged 2x

@@ -63,12 +63,12 @@ class ModelMethod:
 
     name = "model"
 
-    def __init__(self, predictor, zoom: bool = False) -> None:
+    def __init__(self, predictor, zoom: bool = False, **zoom_options) -> None:
         from napari_segany.zoom import ZoomPredictor
 
         self.predictor = predictor
         # the 2D protocols go through the ZoomPredictor when asked; propagation never zooms
-        self.prompter = ZoomPredictor(predictor) if zoom else predictor
+        self.prompter = ZoomPredictor(predictor, **zoom_options) if zoom else predictor
 
     def set_image(self, image: np.ndarray) -> None:
         self.prompter.set_image(image)
@@ -76,7 +76,7 @@ class ModelMethod:
     def click(self, point, prompter=None):
         pred = (prompter or self.prompter).predict(points=[point], multimask=True)
         self.last_score = float(pred.scores[0])
-        return pred.mask(0), pred.logits[0]
+        return pred.mask(0), (pred.logits[0], pred.window)  # the state: logits and the crop they live in
 
     def box(self, box):
         pred = self.prompter.predict(box=box, multimask=False)
@@ -84,8 +84,10 @@ class ModelMethod:
         return pred.mask(0)
 
     def refine(self, points, labels, state):
-        pred = self.prompter.predict(points=points, labels=labels, mask_input=state, multimask=False)
-        return pred.mask(0), pred.logits[0]
+        logits, window = state
+        where = {} if self.prompter is self.predictor else {"mask_window": window}
+        pred = self.prompter.predict(points=points, labels=labels, mask_input=logits, multimask=False, **where)
+        return pred.mask(0), (pred.logits[0], pred.window)
 
     def volume(self, volume, z, point, spacing):
         from napari_segany import EmbeddingStore, propagate
@@ -203,7 +205,7 @@ def eval_synthetic(method, n_images: int, seed: int = 0, per_image: int = 20, **
             for k, v in res.items() if v["click"]}
 
 
-def _model_method(path: str, threads: int | None, zoom: bool = False) -> ModelMethod:
+def _model_method(path: str, threads: int | None, zoom: bool = False, **zoom_options) -> ModelMethod:
     import torch
 
     from napari_segany import Predictor
@@ -211,8 +213,9 @@ def _model_method(path: str, threads: int | None, zoom: bool = False) -> ModelMe
 
     if threads:
         torch.set_num_threads(threads)
-    method = ModelMethod(Predictor(load_model(path, device="cpu")), zoom=zoom)
-    method.name = f"model ({Path(path).name}){', zoomed' if zoom else ''}"
+    method = ModelMethod(Predictor(load_model(path, device="cpu")), zoom=zoom, **zoom_options)
+    scale = zoom_options.get("max_scale")
+    method.name = f"model ({Path(path).name})" + (", zoomed" if zoom else "") + (f" x{scale:g}" if scale else "")
     return method
 
 
@@ -250,6 +253,8 @@ def main(argv=None) -> int:
                    help="score only the held-out generated scenes, with the model only (no real data, no baseline)")
     p.add_argument("--zoom", action="store_true",
                    help="also score the model through ZoomPredictor (small objects from enlarged crops)")
+    p.add_argument("--zoom-max-scale", type=float, default=None, metavar="S",
+                   help="with --zoom: largest enlargement of image pixels (default: napari_segany.zoom.MAX_SCALE)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
     args = p.parse_args(argv)
@@ -267,7 +272,9 @@ def main(argv=None) -> int:
     spacing = voxel_size("nuclei3d")
     methods = [] if args.synthetic_only else [BaselineMethod()]
     if args.model:
-        methods[:0] = [_model_method(args.model, args.threads, zoom) for zoom in (False, True)[: 1 + args.zoom]]
+        options = {} if args.zoom_max_scale is None else {"max_scale": args.zoom_max_scale}
+        methods[:0] = [_model_method(args.model, args.threads, zoom, **(options if zoom else {}))
+                       for zoom in (False, True)[: 1 + args.zoom]]
     results = {}
     for m in methods:
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ import torch
 
 from .predictor import ImageEmbedding, Prediction, Predictor
 from .preprocess import Geometry, mask_to_logits, upscale_logits
+from .prompts import check_mask_input
 
 # Chosen on held-out generated scenes (training.evaluate --synthetic), not on the real sample data.
 OBJECT_FRACTION = 1 / 4
@@ -144,7 +145,8 @@ class ZoomPredictor:
         self.attach(embedding, image, channel=channel, rgb=rgb)
         return embedding
 
-    def attach(self, embedding: ImageEmbedding, image, *, channel: int | None = None, rgb: bool | None = None) -> None:
+    def attach(self, embedding: ImageEmbedding, image, *, channel: int | None = None,
+               rgb: bool | None = None) -> None:
         """Use an embedding computed elsewhere (a cache, a worker) for ``image``; the keywords
         are those it was encoded with."""
         if tuple(embedding.original_size) != tuple(np.shape(image)[:2]):
@@ -172,19 +174,20 @@ class ZoomPredictor:
         """Candidate masks for one object (arguments as :meth:`Predictor.predict`).
 
         ``mask_window``: where ``mask_input`` lives, a ``Prediction.window``
-        (None: the whole image, e.g. from ``predictor.mask_prompt``); by
-        default the window of this object's latest prediction. The result's
-        ``window`` says where its ``logits`` live.
+        (None: the whole image, e.g. from ``predictor.mask_prompt``); it may
+        be omitted when ``mask_input`` is one of the latest prediction's
+        logits. The result's ``window`` says where its ``logits`` live.
         """
         if self._full is None:
             raise RuntimeError("no image is set: call set_image(image) first")
         prompts = {"points": points, "labels": labels, "box": box}
         source = first = None
         if mask_input is not None:
-            source = (self._last.window if self._last is not None else None) if mask_window is _LATEST else mask_window
+            mask_input = check_mask_input(mask_input, self.predictor.model.low_res_size)
+            source = self._latest_window(mask_input) if mask_window is _LATEST else mask_window
             window = source
-            previous = self._paste(source, upscale_logits(torch.from_numpy(np.asarray(mask_input, np.float32)),
-                                                          self._geometry(source)).numpy() > 0)
+            logits = upscale_logits(torch.from_numpy(mask_input), self._geometry(source))
+            previous = self._paste(source, logits.numpy() > 0)
             if source is None or not source.contains(_prompt_points(points, box)):
                 window = self.window_for(_extent(points, box, previous))
         elif box is not None:
@@ -201,6 +204,15 @@ class ZoomPredictor:
             mask_input = mask_to_logits(self._crop(window, previous), self._geometry(window),
                                         self.predictor.model.low_res_size)
         return self._answer(window, mask_input=mask_input, multimask=multimask, **prompts)
+
+    def _latest_window(self, mask_input) -> Window | None:
+        """The window of the latest prediction, if ``mask_input`` is one of its logits."""
+        last = self._last
+        if last is None or not any(np.array_equal(mask_input, lg) for lg in last.logits):
+            raise ValueError("mask_input is not one of the logits of this ZoomPredictor's latest prediction; "
+                             "pass mask_window=prediction.window with the prediction it comes from "
+                             "(None for logits of the whole image, e.g. from predictor.mask_prompt)")
+        return last.window
 
     # -- one prediction in one frame ------------------------------------------
     def _answer(self, window: Window | None, *, points, labels, box, mask_input=None, multimask: bool) -> Prediction:
