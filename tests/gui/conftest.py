@@ -46,7 +46,7 @@ def fast_models(fast_model_paths):
 def widget_factory(make_napari_viewer, qtbot):
     """make(image, model=None, zoom=False, **layer_kwargs) -> (viewer, image_layer, widget) with the
     widget docked. Zoom (on for users) is off unless asked, so that tests of the prompt plumbing see
-    one prediction per prompt change; ``test_zoom.py`` tests it."""
+    one prediction per prompt change; ``test_widget_zoom.py`` tests it."""
     made = []
 
     def make(image, model=None, zoom=False, **layer_kwargs):
