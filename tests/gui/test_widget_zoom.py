@@ -58,3 +58,29 @@ def test_small_nucleus_is_refined_on_a_crop_off_the_gui_thread(widget_factory, q
     widget.zoom_box.setChecked(False)  # off: the whole slice only
     wait_prediction(qtbot, widget)
     assert state.prediction.window is None
+
+
+def test_editing_an_object_zoomed_replaces_only_it(widget_factory, qtbot, nuclei2d, included_model):
+    image, labels = nuclei2d
+    viewer, _, widget = widget_factory(image, included_model, zoom=True)
+    target = viewer.add_labels(labels.copy(), name="gt")
+    widget.set_target_layer(target)
+    wait_ready(qtbot, widget)
+    state, ctrl = widget.state, widget.controller
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    obj = int(ids[np.argsort(areas)[len(ids) // 3]])
+    target.selected_label = obj
+    widget.edit_box.setChecked(True)
+    rows, cols = np.nonzero(labels == obj)
+    ctrl.prompts.points.add([[np.median(rows), np.median(cols)]])
+    # the object's own mask is the mask prompt, carried into the crop when it arrives
+    qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.window is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: not ctrl.is_busy, timeout=30_000)
+    new_mask = state.chosen_mask()
+    assert new_mask.shape == labels.shape and new_mask[int(np.median(rows)), int(np.median(cols))]
+    before = target.data.copy()
+    assert ctrl.commit().label_id == obj
+    expected = before.copy()
+    expected[(before == obj) & ~new_mask] = 0
+    expected[new_mask & (before == 0)] = obj
+    np.testing.assert_array_equal(target.data, expected)  # other objects untouched, no new id
