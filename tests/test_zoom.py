@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import bbox
 
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
@@ -14,11 +15,6 @@ from napari_segany.zoom import MAX_SCALE, Window, ZoomPredictor, zoom_window
 
 def iou(a, b):
     return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
-
-
-def tight_box(mask):
-    rr, cc = np.nonzero(mask)
-    return rr.min(), cc.min(), rr.max(), cc.max()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +57,7 @@ def test_box_on_small_nuclei_is_better_zoomed(model, nuclei):
     gains = []
     for i in smallest[:15]:
         gt = labels == i
-        box = tight_box(gt)
+        box = bbox(gt)
         z = zoom.predict(box=box, multimask=False)
         assert isinstance(z.window, Window) and z.window.contains(np.reshape(box, (2, 2)))
         assert z.masks.shape == (1, *image.shape) and z.mask(0).dtype == bool

@@ -181,14 +181,13 @@ class ZoomPredictor:
         if self._full is None:
             raise RuntimeError("no image is set: call set_image(image) first")
         prompts = {"points": points, "labels": labels, "box": box}
-        source = first = None
+        source = first = previous = None  # previous: mask_input as a full-size mask, made only when needed
         if mask_input is not None:
             mask_input = check_mask_input(mask_input, self.predictor.model.low_res_size)
             source = self._latest_window(mask_input) if mask_window is _LATEST else mask_window
             window = source
-            logits = upscale_logits(torch.from_numpy(mask_input), self._geometry(source))
-            previous = self._paste(source, logits.numpy() > 0)
             if source is None or not source.contains(_prompt_points(points, box)):
+                previous = self._full_mask(mask_input, source)
                 window = self.window_for(_extent(points, box, previous))
         elif box is not None:
             window = self.window_for(_extent(points, box))
@@ -201,6 +200,8 @@ class ZoomPredictor:
         if first is not None and window is None:
             return first
         if mask_input is not None and window != source:
+            if previous is None:
+                previous = self._full_mask(mask_input, source)
             mask_input = mask_to_logits(self._crop(window, previous), self._geometry(window),
                                         self.predictor.model.low_res_size)
         return self._answer(window, mask_input=mask_input, multimask=multimask, **prompts)
@@ -253,6 +254,10 @@ class ZoomPredictor:
             return self._full.geometry
         return Geometry.for_image((window.height, window.width), self.predictor.model.image_size,
                                   self._full.geometry.profile)
+
+    def _full_mask(self, logits: np.ndarray, window: Window | None) -> np.ndarray:
+        """Low-res ``logits`` living in ``window`` -> bool mask at the image's size."""
+        return self._paste(window, upscale_logits(torch.from_numpy(logits), self._geometry(window)).numpy() > 0)
 
     def _paste(self, window: Window | None, masks: np.ndarray) -> np.ndarray:
         if window is None:

@@ -62,6 +62,6 @@ class WidgetZoom:
         key = job.what
         if emb is not None and key.generation == s.generation(key.layer_id):
             s.cache.put(key, emb)
-            if s.embedding_ready and crop_key(s.ready, Window(*key.plane[2:])) == key:
+            if s.embedding_ready and replace(key, plane=key.plane[0]) == s.ready:  # a crop of this slice
                 c.predict_now()  # the same prompts, now on the crop
         c._next(job)
