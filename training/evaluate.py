@@ -205,7 +205,7 @@ def eval_synthetic(method, n_images: int, seed: int = 0, per_image: int = 20, **
             for k, v in res.items() if v["click"]}
 
 
-def _model_method(path: str, threads: int | None, zoom: bool = False, **zoom_options) -> ModelMethod:
+def _model_method(path: str, threads: int | None, zoom: bool = False, views: int = 1, **zoom_options) -> ModelMethod:
     import torch
 
     from napari_segany import Predictor
@@ -213,9 +213,10 @@ def _model_method(path: str, threads: int | None, zoom: bool = False, **zoom_opt
 
     if threads:
         torch.set_num_threads(threads)
-    method = ModelMethod(Predictor(load_model(path, device="cpu")), zoom=zoom, **zoom_options)
+    method = ModelMethod(Predictor(load_model(path, device="cpu"), views=views), zoom=zoom, **zoom_options)
     scale = zoom_options.get("max_scale")
-    method.name = f"model ({Path(path).name})" + (", zoomed" if zoom else "") + (f" x{scale:g}" if scale else "")
+    method.name = (f"model ({Path(path).name})" + (", zoomed" if zoom else "") + (f" x{scale:g}" if scale else "")
+                   + (f", {views} views" if views > 1 else ""))
     return method
 
 
@@ -255,6 +256,8 @@ def main(argv=None) -> int:
                    help="also score the model through ZoomPredictor (small objects from enlarged crops)")
     p.add_argument("--zoom-max-scale", type=float, default=None, metavar="S",
                    help="with --zoom: largest enlargement of image pixels (default: napari_segany.zoom.MAX_SCALE)")
+    p.add_argument("--views", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="mirrored views averaged in the 2D protocols (napari_segany.views; 3D never uses them)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
     args = p.parse_args(argv)
@@ -273,7 +276,7 @@ def main(argv=None) -> int:
     methods = [] if args.synthetic_only else [BaselineMethod()]
     if args.model:
         options = {} if args.zoom_max_scale is None else {"max_scale": args.zoom_max_scale}
-        methods[:0] = [_model_method(args.model, args.threads, zoom, **(options if zoom else {}))
+        methods[:0] = [_model_method(args.model, args.threads, zoom, args.views, **(options if zoom else {}))
                        for zoom in (False, True)[: 1 + args.zoom]]
     results = {}
     for m in methods:

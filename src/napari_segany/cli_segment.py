@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--no-zoom", action="store_true",
                    help="segment on the whole image only; by default a small object is segmented again on an "
                    "enlarged crop around it (napari_segany.zoom), which gives finer masks")
+    p.add_argument("--views", type=int, default=None, choices=(1, 2, 4, 8),
+                   help="mirrored copies of the image whose answers are averaged (better masks, one encoder "
+                   "pass each; default: the model's recommendation, 4 for the included model, 1 for SAM)")
     p.add_argument("--candidate", default="best", choices=("best", "0", "1", "2"),
                    help="which candidate mask to keep: best (highest predicted IoU) or the rank 0-2")
     p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     plane, where = _select_plane(image, args.slice, args.channel)
 
     model = load_model(args.model, device=args.device)
-    pred = Predictor(model, precision=args.precision, regions=args.regions)
+    views = model.info.views if args.views is None else args.views
+    pred = Predictor(model, precision=args.precision, regions=args.regions, views=views)
     if not args.no_zoom:
         pred = ZoomPredictor(pred)
     pred.set_image(plane, channel=args.channel, contrast_limits=args.contrast_limits)
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "output": str(out), "model": model.info.name, "candidate": k,
         "score": round(float(res.scores[k]), 4), "scores": [round(float(s), 4) for s in res.scores],
-        "area_px": int(mask.sum()), "slice": args.slice,
+        "area_px": int(mask.sum()), "slice": args.slice, "views": views,
         "zoom_window": None if res.window is None else list(dataclasses.astuple(res.window)),
     }
     if args.json:

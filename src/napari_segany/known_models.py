@@ -47,6 +47,10 @@ class ModelSpec:
     stop_iou : float
         Propagation's default stop: the predicted IoU below which a walk
         ends (:attr:`napari_segany.model.ModelInfo.stop_iou`).
+    views : int
+        Mirrored views the command line and the widget average by default
+        (:attr:`napari_segany.model.ModelInfo.views`): 1 for the large
+        models, whose encoder passes are expensive.
     """
 
     name: str
@@ -61,6 +65,7 @@ class ModelSpec:
     mirrors: tuple[str, ...] = ()
     bundled: bool = False
     stop_iou: float = DEFAULT_STOP_IOU
+    views: int = 1
 
     @property
     def size_text(self) -> str:
@@ -89,7 +94,8 @@ REGISTRY: dict[str, ModelSpec] = {
                   20_426_687, description="napari-segany's own small model (TinyViT, 512 px), "
                   "included: no download; trained on synthetic images, see MODEL_CARD.md",
                   source="Trained from scratch by napari-segany (training/); BSD-3-Clause.",
-                  bundled=True, stop_iou=0.5),  # its IoU head is calibrated: below 0.5 = no longer a match
+                  bundled=True, stop_iou=0.5,  # its IoU head is calibrated: below 0.5 = no longer a match
+                  views=4),  # a cheap encoder: 4 mirrored views, see MODEL_CARD.md
         ModelSpec("vit_b", "vit_b", _FB + "sam_vit_b_01ec64.pth", "sam_vit_b_01ec64.pth",
                   "sha256:ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
                   375_042_383, description="SAM ViT-B, natural images (general purpose)",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -23,6 +23,7 @@ from .preprocess import (
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
 from .regions import check_regions, keep_prompted
+from .views import View, check_view_count, move_logits, views as view_list
 
 
 class Cancelled(Exception):
@@ -33,17 +34,26 @@ class Cancelled(Exception):
 class ImageEmbedding:
     """What the decoder needs from one image, detached from the image itself.
 
-    features: (256, h, w) float32; ``window`` is the intensity window used.
+    features: (256, h, w) float32; ``window`` is the intensity window used;
+    ``views``: embeddings of mirrored copies of the image whose answers
+    :meth:`Predictor.predict` averages in (:mod:`napari_segany.views`), empty
+    for one view.
     """
 
     features: np.ndarray
     geometry: Geometry
     model_id: str
     window: tuple[float, float] = (0.0, 1.0)
+    views: tuple[tuple[View, "ImageEmbedding"], ...] = ()
 
     @property
     def original_size(self) -> tuple[int, int]:
         return self.geometry.original_size
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the features of every view."""
+        return int(self.features.nbytes) + sum(e.nbytes for _, e in self.views)
 
 
 @dataclass
@@ -96,17 +106,26 @@ class Predictor:
         region, dropping islands elsewhere (:mod:`napari_segany.regions`);
         "all" returns the decoder's thresholded mask as it is, as the
         reference implementation does. Logits and scores are the same in both.
+    views : {1, 2, 4, 8}
+        How many mirrored copies of each image :meth:`encode` encodes;
+        :meth:`predict` averages the decoder's logits and scores over them
+        (test-time augmentation, :mod:`napari_segany.views`). More views give
+        better masks at one encoder pass each. The command line and the napari
+        widget use the model's own recommendation (``model.info.views``); the
+        default 1 is the reference implementation's behaviour.
     """
 
-    def __init__(self, model: Sam, *, precision: str = "fp32", regions: str = "prompted") -> None:
+    def __init__(self, model: Sam, *, precision: str = "fp32", regions: str = "prompted", views: int = 1) -> None:
         if not isinstance(model, Sam):
             raise TypeError(f"model must be a napari_segany Sam model (see load_model), got {type(model).__name__}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
         self.regions = check_regions(regions)
+        self.views = check_view_count(views)
         self._embedding: ImageEmbedding | None = None
         self._features: torch.Tensor | None = None
+        self._view_features: list[torch.Tensor] = []
         self._dense_pe: torch.Tensor | None = None
 
     # -- images -------------------------------------------------------------
@@ -124,6 +143,7 @@ class Predictor:
         contrast_limits: tuple[float, float] | None = None,
         percentiles: tuple[float, float] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        views: int | None = None,
     ) -> ImageEmbedding:
         """Compute the embedding of ``image`` without changing the predictor's state.
 
@@ -131,7 +151,8 @@ class Predictor:
         robust ``percentiles`` (default (1, 99.8); (0, 100) for MedSAM), and
         uint8 RGB images keep their full 0-255 range. ``should_stop`` is
         polled between encoder stages; when it returns True, :class:`Cancelled`
-        is raised.
+        is raised. ``views``: mirrored copies to encode too (default: the
+        predictor's ``views``).
         """
         data = as_2d_channels(image, channel=channel, rgb=rgb)
         profile = self.model.info.preprocess
@@ -140,9 +161,12 @@ class Predictor:
         window = intensity_window(data, contrast_limits=contrast_limits, percentiles=percentiles)
         unit = to_unit_range(data, window)
         geometry = Geometry.for_image(data.shape[:2], self.model.image_size, profile)
-        x = encoder_input(unit, geometry, self.device)
-        features = self._run_encoder(x, should_stop)
-        return ImageEmbedding(features[0].float().cpu().numpy(), geometry, self.model_id, window)
+        embeddings = []
+        for view in view_list(self.views if views is None else views):
+            g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
+            features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
+            embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window)))
+        return replace(embeddings[0][1], views=tuple(embeddings[1:]))
 
     def _run_encoder(self, x: torch.Tensor, should_stop: Callable[[], bool] | None) -> torch.Tensor:
         hooks = []
@@ -184,7 +208,11 @@ class Predictor:
                 f"embedding was computed by model {embedding.model_id!r}, not {self.model_id!r}; recompute it"
             )
         self._embedding = embedding
-        self._features = torch.from_numpy(np.ascontiguousarray(embedding.features, np.float32)).to(self.device)[None]
+        self._features = self._tensor(embedding.features)
+        self._view_features = [self._tensor(e.features) for _, e in embedding.views]
+
+    def _tensor(self, features: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self.device)[None]
 
     @property
     def embedding(self) -> ImageEmbedding | None:
@@ -198,6 +226,7 @@ class Predictor:
     def reset(self) -> None:
         self._embedding = None
         self._features = None
+        self._view_features = []
 
     # -- prompts ------------------------------------------------------------
     def predict(
@@ -227,6 +256,8 @@ class Predictor:
             self._embedding.geometry, self.model.low_res_size, points, labels, box, mask_input, self.device
         )
         logits, scores = self._decode(prompts, multimask)
+        if self._embedding.views:
+            logits, scores = self._average_views(logits, scores, prompts, points, labels, box, multimask)
         logits, scores = logits[0], scores[0]
         order = torch.argsort(scores, descending=True)
         logits, scores = logits[order], scores[order]
@@ -239,7 +270,8 @@ class Predictor:
         )
 
     def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask: bool = False):
-        """Candidate masks for B objects in one decoder call.
+        """Candidate masks for B objects in one decoder call (on the image as it is: mirrored
+        views are not averaged here).
 
         Parameters
         ----------
@@ -289,13 +321,32 @@ class Predictor:
 
         return upscale
 
-    def _decode(self, prompts: PromptTensors, multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(self, prompts: PromptTensors, multimask: bool, features: torch.Tensor | None = None):
+        """-> (1 x K x h x w logits, 1 x K scores) on the current embedding (or ``features``)."""
         model = self.model
         if self._dense_pe is None:
             self._dense_pe = model.prompt_encoder.get_dense_pe()
         with torch.inference_mode(), autocast_context(self.precision, self.device):
             sparse, dense = model.prompt_encoder(prompts.points, prompts.boxes, prompts.masks)
-            return model.mask_decoder(self._features, self._dense_pe, sparse, dense, multimask)
+            features = self._features if features is None else features
+            return model.mask_decoder(features, self._dense_pe, sparse, dense, multimask)
+
+    def _average_views(self, logits, scores, prompts, points, labels, box, multimask):
+        """The identity view's answer averaged with each mirrored view's, brought back to its frame."""
+        emb, low = self._embedding, self.model.low_res_size
+        shape, geometry = emb.original_size, emb.geometry
+        # clones: the decoder's outputs are inference tensors, which cannot be added to in place
+        total_logits, total_scores = logits[0].float().cpu().clone(), scores[0].float().cpu().clone()
+        previous = None if prompts.masks is None else prompts.masks[0, 0].float().cpu()
+        for (view, vemb), features in zip(emb.views, self._view_features):
+            vmask = None if previous is None else move_logits(previous, geometry, vemb.geometry, low, view.to_view)
+            vprompts = prepare_prompts(vemb.geometry, low, view.points(points, shape), labels,
+                                       view.box(box, shape), None if vmask is None else vmask.numpy(), self.device)
+            vlogits, vscores = self._decode(vprompts, multimask, features)
+            total_logits += move_logits(vlogits[0].float().cpu(), vemb.geometry, geometry, low, view.from_view)
+            total_scores += vscores[0].float().cpu()
+        n = 1 + len(emb.views)
+        return (total_logits / n)[None], (total_scores / n)[None]
 
     def mask_prompt(self, mask: np.ndarray, magnitude: float = 8.0) -> np.ndarray:
         """Turn a full-resolution binary mask of the current image into

@@ -246,7 +246,8 @@ def load_model(
                          f"{', '.join(PREPROCESS_MODES)}. Pass preprocess= to override.")
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=mode, source=str(path),
-                           sha256=digests["sha256"], stop_iou=_stop_iou(state.config, spec))
+                           sha256=digests["sha256"], stop_iou=_stop_iou(state.config, spec),
+                           views=spec.views if spec else 1)
     return model
 
 
@@ -280,7 +281,7 @@ def _load_registered(name: str, dev: torch.device, preprocess: str | None, progr
         sha256 = file_digests(path, ["sha256"])["sha256"]
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=preprocess or spec.preprocess,
-                           source=str(path), sha256=sha256, stop_iou=spec.stop_iou)
+                           source=str(path), sha256=sha256, stop_iou=spec.stop_iou, views=spec.views)
     return model
 
 

@@ -42,7 +42,7 @@ class EmbeddingStore(Protocol):
 
 
 def embedding_nbytes(embedding: ImageEmbedding) -> int:
-    return int(embedding.features.nbytes)
+    return embedding.nbytes
 
 
 class MemoryEmbeddingCache:

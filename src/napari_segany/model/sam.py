@@ -31,6 +31,8 @@ class ModelInfo:
     scaled to [0, 1], no mean/std).
     ``stop_iou`` is the predicted IoU below which propagation stops by
     default: scores are on each model's own scale (0.8 suits SAM's).
+    ``views`` is how many mirrored views of an image the command line and the
+    napari widget average by default (:mod:`napari_segany.views`).
     """
 
     name: str
@@ -39,6 +41,7 @@ class ModelInfo:
     source: str = ""
     sha256: str = ""
     stop_iou: float = DEFAULT_STOP_IOU
+    views: int = 1
 
 
 class Sam(nn.Module):

@@ -302,7 +302,7 @@ class EmbeddingStore:
 
     def _encode(self, image: np.ndarray, should_stop) -> np.ndarray:
         emb = self.predictor.encode(image, channel=self.channel, contrast_limits=self.window,
-                                    should_stop=should_stop)
+                                    should_stop=should_stop, views=1)  # propagation: no mirrored views
         self.stats["encoded"] += 1
         return np.asarray(emb.features, dtype=np.float16)
 
