@@ -44,12 +44,13 @@ def fast_models(fast_model_paths):
 
 @pytest.fixture
 def widget_factory(make_napari_viewer, qtbot):
-    """make(image, model=None, zoom=False, **layer_kwargs) -> (viewer, image_layer, widget) with the
-    widget docked. Zoom (on for users) is off unless asked, so that tests of the prompt plumbing see
-    one prediction per prompt change; ``test_widget_zoom.py`` tests it."""
+    """make(image, model=None, zoom=False, views=1, **layer_kwargs) -> (viewer, image_layer, widget)
+    with the widget docked. Zoom (on for users) is off unless asked, so that tests of the prompt
+    plumbing see one prediction per prompt change; ``test_widget_zoom.py`` tests it. One view unless
+    asked (``views=None``: the model's recommendation, as users get it); ``test_widget_views.py``."""
     made = []
 
-    def make(image, model=None, zoom=False, **layer_kwargs):
+    def make(image, model=None, zoom=False, views=1, **layer_kwargs):
         from napari_segany._widget import SegmentAnythingWidget
 
         viewer = make_napari_viewer()
@@ -62,6 +63,8 @@ def widget_factory(make_napari_viewer, qtbot):
             from napari_segany import Predictor
 
             widget.controller.set_predictor(Predictor(model), model.info.name)
+            if views is not None:
+                widget.views_combo.setCurrentText(str(views))
         return viewer, layer, widget
 
     yield make

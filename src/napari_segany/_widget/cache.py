@@ -23,12 +23,14 @@ class EmbeddingKey:
 
     ``layer_id`` is the layer's ``unique_id``; ``generation`` grows each time
     the layer's data is replaced, so embeddings of old data are never reused.
+    ``views``: how many mirrored views the embedding holds (:mod:`napari_segany.views`).
     """
 
     layer_id: str
     generation: int
     plane: Hashable
     model_id: str
+    views: int = 1
 
 
 class EmbeddingStore(Protocol):

@@ -86,6 +86,8 @@ class Controller(QObject):
             s.job.restart = True
         s.predictor, s.model_label, s.ready = predictor, label, None
         s.apply_regions()
+        if predictor is not None:
+            s.options.views = predictor.model.info.views  # the model's recommendation; the user may change it
         self._forget()
         self.model_changed.emit()
         if predictor is not None:
@@ -147,7 +149,7 @@ class Controller(QObject):
         if s.predictor is None or s.plane is None or s.image_layer is None:
             return None
         uid = s.image_layer.unique_id
-        return EmbeddingKey(uid, s.generation(uid), s.plane.key, s.predictor.model_id)
+        return EmbeddingKey(uid, s.generation(uid), s.plane.key, s.predictor.model_id, s.options.views)
 
     def request_embedding(self, force: bool = False) -> None:
         """Make the embedding of the slice on screen current: from the cache, or

@@ -23,6 +23,7 @@ class Options:
     auto_embed: bool = True  # compute the embedding of a slice as soon as it is shown
     prompted_regions: bool = True  # drop mask islands away from the prompts (Predictor regions="prompted")
     zoom: bool = True  # segment small objects again on an enlarged crop (napari_segany.zoom)
+    views: int = 1  # mirrored views averaged (napari_segany.views); set to the model's recommendation on loading
 
 
 @dataclass

@@ -15,6 +15,7 @@ from .model_panel import ModelPanel
 from .prompts import ROLE
 from .propagation import Propagator
 from .state import WidgetState
+from ..views import VIEW_COUNTS
 
 NEW_LAYER = "(new labels layer)"
 
@@ -75,6 +76,17 @@ class SegmentAnythingWidget(QWidget):
                                     "On: a small object is segmented again on an enlarged crop around it "
                                     "(computed in the background), which gives a finer mask.")
         pl.addWidget(self.zoom_box)
+        views_row = QHBoxLayout()
+        views_row.addWidget(QLabel("Mirrored views"))
+        self.views_combo = QComboBox()
+        self.views_combo.addItems([str(n) for n in VIEW_COUNTS])
+        self.views_combo.setToolTip("The model's answers for this many mirrored copies of the slice are "
+                                    "averaged: finer masks, one more embedding each. Set to the model's "
+                                    "recommendation when a model is loaded.")
+        self.views_combo.setCurrentText(str(self.state.options.views))
+        self.views_combo.currentTextChanged.connect(self._views_chosen)
+        views_row.addWidget(self.views_combo)
+        pl.addLayout(views_row)
         layout.addWidget(prompts)
 
         commit = QGroupBox("Commit")
@@ -149,6 +161,13 @@ class SegmentAnythingWidget(QWidget):
             self.controller.state.forget_prediction()
             self.controller.schedule_predict()
 
+    def _views_chosen(self, text: str) -> None:
+        views = int(text)
+        if views != self.state.options.views:
+            self.state.options.views = views
+            self.controller.state.forget_prediction()
+            self.controller.request_embedding()  # the slice with this many views: cached or computed
+
     # -- wiring ---------------------------------------------------------------
     def _wire(self) -> None:
         c, mp = self.controller, self.model_panel
@@ -220,6 +239,7 @@ class SegmentAnythingWidget(QWidget):
     def _model_changed(self) -> None:
         s = self.state
         self.model_panel.refresh_models()
+        self.views_combo.setCurrentText(str(s.options.views))
         if s.predictor is not None:
             info = s.predictor.model.info
             self.model_panel.model_label.setText(

@@ -108,14 +108,14 @@ def start_embedding(
     on_done: Callable[[Job, ImageEmbedding | None], None],
     on_error: Callable[[Job, Exception], None],
 ) -> Job:
-    """Encode ``image`` in a thread; ``on_done(job, None)`` when cancelled."""
+    """Encode ``image`` (with ``key.views`` mirrored views) in a thread; ``on_done(job, None)`` when cancelled."""
     guard_triton()
     job = Job(key)
 
     @thread_worker(progress={"total": 0, "desc": "Segment Anything: computing the image embedding"})
     def run():
         try:
-            return predictor.encode(image, should_stop=lambda: job.cancelled, **encode_kwargs)
+            return predictor.encode(image, should_stop=lambda: job.cancelled, views=key.views, **encode_kwargs)
         except Cancelled:
             return None
 
