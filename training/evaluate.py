@@ -294,8 +294,9 @@ def main(argv=None) -> int:
     md = table(results)
     print(md)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    args.out.with_suffix(".md").write_text(md + "\n")
+    # STEM + suffix (not with_suffix: a stem like "name.views4" must keep its last part)
+    args.out.with_name(args.out.name + ".json").write_text(json.dumps(results, indent=1))
+    args.out.with_name(args.out.name + ".md").write_text(md + "\n")
     return 0
 
 
