@@ -189,6 +189,18 @@ def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
     assert result.masks.shape == (3, 96, 80) and result.logits.shape == (3, 128, 128)
 
 
+def test_bf16_training_keeps_fp32_weights_and_records_its_precision(tmp_path):
+    from training.train import main
+
+    out = tmp_path / "bf16.pt"
+    assert main(["--out", str(out), "--steps", "2", "--threads", "1", "--objects", "4", "--iters", "2",
+                 "--precision", "bf16"]) == 0
+    saved = torch.load(out, map_location="cpu", weights_only=True)
+    assert saved["config"]["training"]["precision"] == "bf16"
+    weights = [v for v in saved["model"].values() if v.is_floating_point()]
+    assert {v.dtype for v in weights} == {torch.float32} and all(torch.isfinite(v).all() for v in weights)
+
+
 def test_crop_encoder_matches_full_forward():
     from napari_segany.model import build_sam
     from training.train import encode

@@ -2,7 +2,7 @@
 
     python -m training.train --out model.pt --minutes 85 --seed 0 [--export shipped.pt]
 
-What one step does (all in fp32; on the CPU for the reference recipe, or
+What one step does (all in fp32 unless ``--precision bf16``; on the CPU for the reference recipe, or
 ``--device cuda`` for recipe trials with :mod:`training.sweep`, where the
 same loop runs at about the CPU's speed, see its results):
 
@@ -187,8 +187,8 @@ def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, mu
         dense = dense[..., : feats.shape[-2], : feats.shape[-1]]
     low, iou = model.mask_decoder(feats, pe, sparse, dense, multimask)
     with torch.set_grad_enabled(grad_up and torch.is_grad_enabled()):
-        up = F.interpolate(low, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-    return low, up, iou
+        up = F.interpolate(low.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    return low.float(), up, iou.float()  # losses in fp32 also under bf16 autocast
 
 
 def train_step(model, rng, args) -> dict:
@@ -307,7 +307,7 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
                            "brightness_sigma": [float(v) for v in args.brightness_sigma],
                            "bright_fraction": float(args.bright_fraction),
                            "enlarged": float(args.enlarged), "enlarge_max": float(args.enlarge_max),
-                           "torch": str(torch.__version__), **(extra or {})}}
+                           "precision": args.precision, "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     _save_atomically({"model": state, "config": config}, path)
 
@@ -369,6 +369,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="fraction of scenes drawn small and enlarged into the frame, as zoomed crops are (default 0)")
     p.add_argument("--enlarge-max", type=float, default=4.0,
                    help="largest enlargement of those scenes (from 1.5, log-uniform; default %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="arithmetic of the forward pass: bf16 runs it under torch.autocast (weights, optimiser "
+                   "and BatchNorm statistics stay fp32); about 1.2x faster per step on an AVX-512-bf16 CPU")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",
@@ -421,7 +424,8 @@ def main(argv=None) -> int:
             frozen_at = step
             print(f"BatchNorm statistics measured and frozen at step {step}", flush=True)
         rng = np.random.default_rng([args.seed, step])
-        out = train_step(model, rng, args)
+        with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            out = train_step(model, rng, args)
         step += 1
         if out.get("skipped"):
             continue
