@@ -91,6 +91,21 @@ def test_cli_zooms_into_a_small_object_unless_told_not_to(tmp_path, capsys):
     assert whole["zoom_window"] is None and zoomed["area_px"] > 20 and whole["area_px"] > 20
 
 
+def test_cli_uses_the_models_views_unless_told(tmp_path, capsys):
+    args = ["segment", str(sample_path("nuclei2d")), "--box", "335,60,357,80", "--device", "cpu", "--json",
+            "--no-zoom"]
+    assert main(args + ["-o", str(tmp_path / "four.tif")]) == 0
+    four = json.loads(capsys.readouterr().out)
+    assert main(args + ["-o", str(tmp_path / "one.tif"), "--views", "1"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert four["views"] == SPEC.views == 4 and one["views"] == 1
+    expected = Predictor(load_model(device="cpu"), views=4)
+    expected.set_image(load_sample("nuclei2d"))
+    import tifffile
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "four.tif") > 0,
+                                  expected.predict(box=(335, 60, 357, 80)).mask(0))  # one prompt: 3 candidates, the best
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("zoom", [False, True], ids=["whole image", "zoomed"])
 def test_reproduces_its_reported_2d_numbers(default_model, zoom):

@@ -105,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
                                                 f"{res.window.top + res.window.height - 1}, columns "
                                                 f"{res.window.left}-{res.window.left + res.window.width - 1}")
         print(f"wrote {out}: object {args.label_id}, {summary['area_px']} px, candidate {k} "
-              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}{where}")
+              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}"
+              f"{f' averaged over {views} mirrored views' if views > 1 else ''}{where}")
     return 0
