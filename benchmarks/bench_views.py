@@ -22,16 +22,8 @@ import numpy as np
 import torch
 
 from napari_segany import Predictor, ZoomPredictor, load_model
+from napari_segany.benchmark import _timed
 from napari_segany.sample_data import load_sample
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def boxes(labels: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:
@@ -61,7 +53,7 @@ def main(argv=None) -> int:
         for views in (1, 2, 4, 8):
             pred = Predictor(model, precision=precision, views=views)
             pred.encode(image)  # warm-up
-            encode = _median_time(lambda: pred.set_image(image), args.repeats)
+            encode = float(np.median(_timed(lambda: pred.set_image(image), args.repeats)[0]))
             zoom = ZoomPredictor(pred)
             zoom.set_image(image)
             times = []

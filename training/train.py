@@ -186,9 +186,10 @@ def decode(model, feats, pe, targets, prompt_pts, prompt_lab, boxes, mask_in, mu
     if dense.shape[-2:] != feats.shape[-2:]:  # no mask prompt: the no-mask embedding, window-sized
         dense = dense[..., : feats.shape[-2], : feats.shape[-1]]
     low, iou = model.mask_decoder(feats, pe, sparse, dense, multimask)
+    low, iou = low.float(), iou.float()  # losses in fp32 also under bf16 autocast (no-ops in fp32)
     with torch.set_grad_enabled(grad_up and torch.is_grad_enabled()):
-        up = F.interpolate(low.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-    return low.float(), up, iou.float()  # losses in fp32 also under bf16 autocast
+        up = F.interpolate(low, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    return low, up, iou
 
 
 def train_step(model, rng, args) -> dict:
@@ -371,7 +372,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="largest enlargement of those scenes (from 1.5, log-uniform; default %(default)s)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="arithmetic of the forward pass: bf16 runs it under torch.autocast (weights, optimiser "
-                   "and BatchNorm statistics stay fp32); about 1.2x faster per step on an AVX-512-bf16 CPU")
+                   "and BatchNorm statistics stay fp32); only about 5 %% faster over a 1500-step trial on an "
+                   "AVX-512-bf16 CPU without AMX, and not better (MODEL_CARD.md)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",

@@ -40,10 +40,6 @@ class View:
     flip_rows: bool = False
     flip_cols: bool = False
 
-    @property
-    def is_identity(self) -> bool:
-        return not (self.transpose or self.flip_rows or self.flip_cols)
-
     def shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         """The view's (rows, cols) for an image of ``shape``."""
         return (shape[1], shape[0]) if self.transpose else (shape[0], shape[1])
@@ -83,14 +79,17 @@ class View:
         """... x h x w (the image's orientation) -> ... x the view's orientation."""
         if self.transpose:
             a = a.transpose(-2, -1)
-        dims = [d for d, on in ((-2, self.flip_rows), (-1, self.flip_cols)) if on]
-        return a.flip(dims) if dims else a
+        return a.flip(self._flip_dims) if self._flip_dims else a
 
     def from_view(self, a: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_view`."""
-        dims = [d for d, on in ((-2, self.flip_rows), (-1, self.flip_cols)) if on]
-        a = a.flip(dims) if dims else a
+        a = a.flip(self._flip_dims) if self._flip_dims else a
         return a.transpose(-2, -1) if self.transpose else a
+
+    @property
+    def _flip_dims(self) -> list[int]:
+        """The tensor dimensions (-2 rows, -1 columns) this view mirrors."""
+        return [d for d, on in ((-2, self.flip_rows), (-1, self.flip_cols)) if on]
 
 
 def views(count: int) -> tuple[View, ...]:
