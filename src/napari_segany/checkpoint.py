@@ -55,6 +55,8 @@ HEAD_SIGNATURE = (
 )
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+#: Also kept: our models' boundary refiner (:mod:`napari_segany.refine`).
+_KEPT_PARTS = _SAM_PARTS + ("refiner.",)
 
 
 class StateDict(dict):
@@ -212,7 +214,7 @@ def _strip_prefix(d: dict) -> dict[str, torch.Tensor]:
     for k, v in d.items():
         if isinstance(k, str) and k.startswith(prefix) and isinstance(v, torch.Tensor):
             name = k[len(prefix):]
-            if name.startswith(_SAM_PARTS):
+            if name.startswith(_KEPT_PARTS):
                 out[name] = v
     return out
 

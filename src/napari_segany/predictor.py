@@ -22,6 +22,7 @@ from .preprocess import (
     upscale_logits,
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
+from .refine import refine_logits
 from .regions import check_regions, keep_prompted
 from .views import View, check_view_count, move_logits, views as view_list
 
@@ -37,7 +38,9 @@ class ImageEmbedding:
     features: (256, h, w) float32; ``window`` is the intensity window used;
     ``views``: embeddings of mirrored copies of the image whose answers
     :meth:`Predictor.predict` averages in (:mod:`napari_segany.views`), empty
-    for one view.
+    for one view. ``guide``: the (H, W) image in [0, 1] (channels averaged)
+    that a model's boundary refiner reads (:mod:`napari_segany.refine`);
+    None for models without one.
     """
 
     features: np.ndarray
@@ -45,6 +48,7 @@ class ImageEmbedding:
     model_id: str
     window: tuple[float, float] = (0.0, 1.0)
     views: tuple[tuple[View, "ImageEmbedding"], ...] = ()
+    guide: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def original_size(self) -> tuple[int, int]:
@@ -52,8 +56,9 @@ class ImageEmbedding:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the features of every view."""
-        return int(self.features.nbytes) + sum(e.nbytes for _, e in self.views)
+        """Memory held by the features of every view (and the refiner's guide image)."""
+        guide = 0 if self.guide is None else int(self.guide.nbytes)
+        return int(self.features.nbytes) + guide + sum(e.nbytes for _, e in self.views)
 
 
 @dataclass
@@ -166,7 +171,21 @@ class Predictor:
             g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
             features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
             embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window)))
-        return replace(embeddings[0][1], views=tuple(embeddings[1:]))
+        guide = unit.mean(-1, dtype=np.float32) if self._refines else None
+        return replace(embeddings[0][1], views=tuple(embeddings[1:]), guide=guide)
+
+    @property
+    def _refines(self) -> bool:
+        return self.model.refiner is not None and self.model.info.preprocess != "medsam"
+
+    def guide_image(self, image, window: tuple[float, float], *, channel: int | None = None,
+                    rgb: bool | None = None) -> np.ndarray | None:
+        """The ``guide`` of an :class:`ImageEmbedding` of ``image`` encoded with intensity
+        ``window`` (None when the model has no boundary refiner): for embeddings kept
+        without it, e.g. on disk."""
+        if not self._refines:
+            return None
+        return to_unit_range(as_2d_channels(image, channel=channel, rgb=rgb), window).mean(-1, dtype=np.float32)
 
     def _run_encoder(self, x: torch.Tensor, should_stop: Callable[[], bool] | None) -> torch.Tensor:
         hooks = []
@@ -305,15 +324,20 @@ class Predictor:
     def _upscaler(self, points=None, labels=None, box=None) -> Callable[[np.ndarray], np.ndarray]:
         """Low-res logits (K, h, w) -> bool masks (K, H, W), keeping the prompted regions
         (``self.regions``) of each."""
-        geometry = self._embedding.geometry
+        geometry, guide = self._embedding.geometry, self._embedding.guide
         medsam = geometry.profile == "medsam"
         prompted = self.regions == "prompted"
+        refiner = self.model.refiner if guide is not None and not medsam else None
+        cell = max(geometry.original_size) / self.model.low_res_size  # image pixels per logit cell
 
         def upscale(logits: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(np.ascontiguousarray(logits))
             if medsam:  # MedSAM thresholds the resized probability at 0.5
                 t = torch.sigmoid(t)
-            masks = (upscale_logits(t, geometry) > (0.5 if medsam else 0.0)).numpy()
+            t = upscale_logits(t, geometry)
+            if refiner is not None:
+                t = refine_logits(refiner, guide, t.reshape(-1, *t.shape[-2:]), cell).reshape(t.shape)
+            masks = (t > (0.5 if medsam else 0.0)).numpy()
             if prompted:
                 for k in range(len(masks)):
                     masks[k] = keep_prompted(masks[k], points, labels, box)

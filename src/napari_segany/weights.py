@@ -20,6 +20,10 @@ from .checkpoint import (
     PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
 )
 from .model import ModelInfo, Sam, build_sam
+from .refine import build_refiner
+
+#: Key prefix of a boundary refiner's weights in our checkpoints (:mod:`napari_segany.refine`).
+REFINER_PREFIX = "refiner."
 
 __all__ = ["load_model", "model_from_state_dict", "resolve_device"]
 
@@ -85,6 +89,7 @@ def model_from_state_dict(
     arch: str | None = None,
     image_size: int | None = None,
     device: str | torch.device = "cpu",
+    refiner: dict | None = None,
 ) -> Sam:
     """Build the model that ``state_dict`` belongs to and load it strictly.
 
@@ -99,6 +104,10 @@ def model_from_state_dict(
         :func:`napari_segany.checkpoint.detect_architecture`).
     device : str or torch.device, default "cpu"
         Where the model's tensors are placed (see :func:`resolve_device`).
+    refiner : dict, optional
+        Settings of the boundary refiner whose weights are the ``refiner.*``
+        keys (:mod:`napari_segany.refine`); default: the checkpoint's
+        ``config["refiner"]``.
 
     Returns
     -------
@@ -115,6 +124,10 @@ def model_from_state_dict(
         found_arch, found_size = detect_architecture(state_dict)
         arch, image_size = arch or found_arch, image_size or found_size
     dev = resolve_device(device)
+    if refiner is None:
+        refiner = getattr(state_dict, "config", {}).get("refiner")
+    refiner_sd = {k[len(REFINER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(REFINER_PREFIX)}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(REFINER_PREFIX)}
     model = _build_on_meta(arch, image_size)
     if model is not None:
         _check_keys(model, state_dict, arch)
@@ -126,7 +139,22 @@ def model_from_state_dict(
         model = build_sam(arch, image_size)
         _check_keys(model, state_dict, arch)
         _load(model, state_dict, arch, assign=False)
+    if refiner_sd:
+        model.refiner = _refiner(refiner, refiner_sd)
     return model.to(dev).eval()
+
+
+def _refiner(config: dict | None, state_dict: dict) -> torch.nn.Module:
+    if config is None:
+        raise ValueError("The checkpoint has refiner weights but no refiner settings in its config; "
+                         "it is damaged or was written by another program: reinstall or re-export it.")
+    refiner = build_refiner(config)
+    try:
+        refiner.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"The checkpoint's refiner weights do not fit its settings {config!r} ({err}); "
+                         "reinstall or re-export the file.") from None
+    return refiner
 
 
 def _build_on_meta(arch: str, image_size: int) -> Sam | None:

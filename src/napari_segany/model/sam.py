@@ -64,6 +64,9 @@ class Sam(nn.Module):
         self.image_size = image_size
         self.arch = arch
         self.info = ModelInfo(name=arch, arch=arch)
+        #: Optional boundary refinement of the upscaled masks (:mod:`napari_segany.refine`),
+        #: attached by the loader when the checkpoint carries one.
+        self.refiner: nn.Module | None = None
 
     @property
     def embedding_size(self) -> int:

@@ -192,7 +192,7 @@ class EmbeddingStore:
             near = sorted((j for j in range(i - r, i + r + 1) if 0 <= j < self.n_slices and j != i),
                           key=lambda j: (abs(j - i), j))
             self.prefetch(near)
-        return self._embedding(features)
+        return self._embedding(features, i)
 
     __getitem__ = get
 
@@ -201,7 +201,7 @@ class EmbeddingStore:
         i = self._check(index)
         with self._mem_lock:
             features = self._memory.get(i, slice_hash(self.slice(i)))
-        return None if features is None else self._embedding(features)
+        return None if features is None else self._embedding(features, i)
 
     def status(self, index: int) -> str:
         """``"memory"``, ``"disk"`` (valid record for the current slice) or ``"missing"``."""
@@ -279,8 +279,11 @@ class EmbeddingStore:
                              f"along axis {self.axis} (0..{self.n_slices - 1})")
         return int(index) % self.n_slices
 
-    def _embedding(self, features: np.ndarray) -> ImageEmbedding:
-        return ImageEmbedding(features.astype(np.float32), self.geometry, self.predictor.model_id, self.window)
+    def _embedding(self, features: np.ndarray, index: int) -> ImageEmbedding:
+        guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
+        guide = None if guide_image is None else guide_image(self.slice(index), self.window, channel=self.channel)
+        return ImageEmbedding(features.astype(np.float32), self.geometry, self.predictor.model_id, self.window,
+                              guide=guide)
 
     def _lookup(self, i: int, h: str, count: bool = True) -> np.ndarray | None:
         with self._mem_lock:

@@ -1,0 +1,114 @@
+"""The boundary refiner: where it may change masks, how it is stored and loaded, and that every
+path that returns masks (Predictor, ZoomPredictor, the slice store of propagation) applies it."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segany import EmbeddingStore, Predictor, load_model
+from napari_segany.preprocess import upscale_logits
+from napari_segany.refine import MARGIN, MaskRefiner, band_radius, refine_logits
+from napari_segany.zoom import ZoomPredictor
+
+
+def noisy_refiner(seed: int = 0, scale: float = 5.0) -> MaskRefiner:
+    """A refiner whose every weight is random and large, i.e. one that changes logits a lot."""
+    torch.manual_seed(seed)
+    net = MaskRefiner()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * scale / max(1, p[0].numel()) ** 0.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def refined_model_path(tmp_path_factory, tiny_model_path):
+    """The tiny random vit_t with a (random) refiner, in our checkpoint format, as training.refiner writes it."""
+    state = torch.load(tiny_model_path, weights_only=True)
+    net = noisy_refiner()
+    state.update({"refiner." + k: v for k, v in net.state_dict().items()})
+    path = tmp_path_factory.mktemp("refined") / "refined_vit_t.pt"
+    torch.save({"model": state, "config": {"arch": "vit_t", "image_size": 1024, "refiner": net.config}}, path)
+    return path
+
+
+def nucleus_logits(image: np.ndarray, centre=(346, 70), radius=14.0) -> torch.Tensor:
+    """A coarse disc of logits (a stand-in for upscaled decoder output) on the real image."""
+    rr, cc = np.mgrid[: image.shape[0], : image.shape[1]]
+    dist = np.hypot(rr - centre[0], cc - centre[1])
+    return torch.from_numpy(((radius - dist) * 2.0).astype(np.float32))[None]
+
+
+def test_an_untrained_refiner_changes_nothing(nuclei2d):
+    image = nuclei2d[0].astype(np.float32) / nuclei2d[0].max()
+    logits = nucleus_logits(image)
+    assert torch.equal(refine_logits(MaskRefiner(), image, logits, cell=4.0), logits)
+
+
+@pytest.mark.parametrize("cell", [1.0, 4.0, 20.0])
+def test_changes_stay_in_a_band_around_the_boundary(nuclei2d, cell):
+    """Whatever its weights, the refiner cannot touch pixels farther than the band from the
+    mask's boundary: no erased interiors, no regions added elsewhere."""
+    image = nuclei2d[0].astype(np.float32) / nuclei2d[0].max()
+    logits = nucleus_logits(image)
+    out = refine_logits(noisy_refiner(), image, logits, cell=cell)
+    changed = (out != logits)[0].numpy()
+    assert changed.any()
+    dist = np.abs(logits[0].numpy() / 2.0)  # the disc's logits are twice the distance to its boundary
+    assert dist[changed].max() <= band_radius(cell) + 1.0  # + a pixel of distance-transform rounding
+    assert 3.0 <= band_radius(cell) <= MARGIN
+
+
+def test_empty_masks_are_left_alone():
+    logits = -torch.ones(2, 40, 50)
+    assert torch.equal(refine_logits(noisy_refiner(), np.zeros((40, 50), np.float32), logits, 4.0), logits)
+
+
+def test_checkpoint_round_trip_and_damaged_settings(refined_model_path, tiny_model, tmp_path):
+    model = load_model(refined_model_path, device="cpu")
+    assert isinstance(model.refiner, MaskRefiner) and tiny_model.refiner is None
+    for k, v in noisy_refiner().state_dict().items():
+        torch.testing.assert_close(model.refiner.state_dict()[k], v)
+    ckpt = torch.load(refined_model_path, weights_only=True)
+    del ckpt["config"]["refiner"]
+    torch.save(ckpt, tmp_path / "no_settings.pt")
+    with pytest.raises(ValueError, match="refiner weights but no refiner settings"):
+        load_model(tmp_path / "no_settings.pt")
+
+
+def test_predictor_and_zoom_return_refined_masks(refined_model_path, nuclei2d):
+    image = nuclei2d[0]
+    model = load_model(refined_model_path, device="cpu")
+    refined, plain = Predictor(model, regions="all"), Predictor(load_model(refined_model_path), regions="all")
+    plain.model.refiner = None
+    emb = refined.set_image(image)
+    plain.set_image(image)
+    assert emb.guide is not None and emb.guide.shape == image.shape and emb.nbytes > emb.features.nbytes
+    box = (335, 60, 357, 80)
+    pred, unrefined = refined.predict(box=box, multimask=False), plain.predict(box=box, multimask=False)
+    np.testing.assert_array_equal(pred.logits, unrefined.logits)  # the decoder's answer is the same ...
+    up = upscale_logits(torch.from_numpy(pred.logits), emb.geometry)
+    expected = refine_logits(model.refiner, emb.guide, up, cell=max(image.shape) / model.low_res_size) > 0
+    np.testing.assert_array_equal(pred.masks, expected.numpy())  # ... its masks are refined
+    assert not np.array_equal(pred.masks, unrefined.masks)
+    zoom = ZoomPredictor(refined)
+    zoom.set_image(np.tile(image, (4, 4)))  # large enough for this 1024 px model to zoom in
+    zoomed = zoom.predict(box=box, multimask=False)
+    assert zoomed.window is not None and zoom._crops[zoomed.window].guide is not None
+
+
+def test_slice_store_gives_the_refiner_its_guide_also_from_disk(refined_model_path, tmp_path):
+    """Propagation's embeddings carry the guide whether they were computed or read back from the
+    disk cache, so a slice gets the same refined masks either way."""
+    model = load_model(refined_model_path, device="cpu")
+    rng = np.random.default_rng(0)
+    volume = (rng.random((3, 64, 80)) * 1000).astype(np.uint16)
+    predictor = Predictor(model)
+    with EmbeddingStore(predictor, volume, cache_dir=tmp_path, prefetch=0) as store:
+        fresh = store.get(1)
+    with EmbeddingStore(predictor, volume, cache_dir=tmp_path, prefetch=0) as store:
+        cached = store.get(1)
+        assert store.stats["disk_hits"] == 1
+    direct = predictor.encode(volume[1], contrast_limits=fresh.window, views=1)
+    for emb in (fresh, cached):
+        np.testing.assert_array_equal(emb.guide, direct.guide)
