@@ -381,9 +381,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--save-every-min", type=float, default=10.0)
     p.add_argument("--name", default="segany_vit_t_512")
+    p.add_argument("--refiner", action="store_true",
+                   help="then train the boundary refiner on the exported file and add it there "
+                        "(training.refiner; needs --export)")
+    p.add_argument("--refiner-scenes", type=int, default=600, help="scenes for the refiner's examples")
+    p.add_argument("--refiner-steps", type=int, default=1500, help="refiner training steps")
     p.add_argument("--export", type=Path, default=None,
                    help="also write the float16 copy that ships in the package to this path")
     args = p.parse_args(argv)
+    if args.refiner and args.export is None:
+        p.error("--refiner trains on the exported file: give --export PATH too")
     if args.minutes is None and args.steps is None:
         args.minutes = 85.0
     return args
@@ -457,6 +464,12 @@ def main(argv=None) -> int:
     print(f"saved {args.out} after {step} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     if args.export:
         print(f"exported {args.export} (float16), sha256 {export_half(args.out, args.export)}", flush=True)
+    if args.refiner:  # second stage: the boundary refiner, trained on the exported model's answers
+        from .refiner import main as train_refiner
+
+        return train_refiner(["--model", str(args.export), "--export", str(args.export), "--seed", str(args.seed),
+                              "--scenes", str(args.refiner_scenes), "--steps", str(args.refiner_steps)]
+                             + (["--threads", str(args.threads)] if args.threads else []))
     return 0
 
 

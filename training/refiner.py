@@ -1,0 +1,191 @@
+"""Train a model's boundary refiner (:mod:`napari_segany.refine`) after the model itself.
+
+    python -m training.refiner --model src/napari_segany/_models/segany_vit_t_512.pt --seed 0 --threads 2 \\
+        --export src/napari_segany/_models/segany_vit_t_512.pt
+
+The model's own weights are frozen and used exactly as they are served: the
+file is loaded by ``load_model`` (a refiner already in it is set aside) and
+prompted through :class:`napari_segany.Predictor` (whole image, one view).
+
+1. Data: ``--scenes`` generated scenes (:mod:`training.synth`; seeds
+   ``[seed, 3_000_000 + i]``, which neither the model's training nor the
+   held-out evaluation draws), at 512 x 512, 256 x 256 or another size like
+   the model's training. For up to 12 objects per scene, one prompt (half a
+   random point with the best-scored of the multimask candidates, half a
+   jittered box), in 30 % of the cases followed by one correction click with
+   the previous logits; the final logits are upscaled to the image and cut
+   to the object's crop, with the refiner's inputs (:func:`napari_segany.refine.net_inputs`)
+   and the exact mask.
+2. Training: ``--steps`` steps of AdamW (lr 2e-3, weight decay 1e-4, cosine to
+   0), each on 16 random 96 x 96 windows of random crops; loss: cross-entropy
+   + dice of the refined logits against the mask.
+3. The refiner's weights (float16) and settings are added to the model's file
+   (``refiner.*`` keys, ``config["refiner"]``), written atomically to ``--export``.
+
+Scenes, windows and initial weights depend only on ``--seed``, so the file is
+reproducible with the same torch build and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_segany import Predictor
+from napari_segany.preprocess import to_unit_range, upscale_logits
+from napari_segany.refine import MaskRefiner, net_inputs, object_crop
+from napari_segany.weights import REFINER_PREFIX, load_model
+
+from .prompts import jittered_box, random_point, sampled_correction
+from .synth import generate
+
+SEED_OFFSET = 3_000_000
+OBJECTS_PER_SCENE = 12
+WINDOW = 96
+
+
+def scene_shape(rng: np.random.Generator) -> tuple[int, int]:
+    """Image sizes as in the model's training (:func:`training.train.render`)."""
+    u = rng.random()
+    if u < 0.55:
+        return 512, 512
+    if u < 0.8:
+        return 256, 256
+    long = int(rng.integers(256, 769))
+    return (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
+
+
+def prompt_once(predictor: Predictor, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Low-res logits (h x w) of the final prompt round for one object."""
+    if rng.random() < 0.5:
+        pred = predictor.predict(box=jittered_box(target, rng), multimask=False)
+    else:
+        pred = predictor.predict(points=[random_point(target, rng)], multimask=True)
+    if rng.random() < 0.3:
+        click = sampled_correction(pred.mask(0), target, rng)
+        if click is not None:
+            pts, labs = [random_point(target, rng), click[:2]], [1, click[2]]
+            pred = predictor.predict(points=pts, labels=labs, mask_input=pred.logits[0], multimask=False)
+    return pred.logits[0]
+
+
+def make_examples(predictor: Predictor, n_scenes: int, seed: int) -> list[tuple[np.ndarray, ...]]:
+    """(scaled image, band, logits, mask) crops, one per prompted object."""
+    examples = []
+    t0 = time.perf_counter()
+    for i in range(n_scenes):
+        rng = np.random.default_rng([seed, SEED_OFFSET + i])
+        sample = generate(rng, scene_shape(rng))
+        emb = predictor.set_image(sample.image)
+        guide = to_unit_range(sample.image[..., None], emb.window)[..., 0]
+        cell = max(sample.image.shape) / predictor.model.low_res_size
+        big = [k for k in rng.permutation(len(sample.masks)) if np.count_nonzero(sample.masks[k]) >= 12]
+        for k in big[:OBJECTS_PER_SCENE]:
+            target = sample.masks[k]
+            low = prompt_once(predictor, target, rng)
+            logits = upscale_logits(torch.from_numpy(low[None]), emb.geometry)[0].numpy()
+            crop = object_crop(logits > 0)
+            if crop is None:
+                continue
+            scaled, band = net_inputs(guide[crop], logits[crop], cell)
+            examples.append((scaled, band, np.ascontiguousarray(logits[crop]), target[crop]))
+        if (i + 1) % 100 == 0:
+            print(f"scenes {i + 1}/{n_scenes}: {len(examples)} objects, {time.perf_counter() - t0:.0f} s", flush=True)
+    return examples
+
+
+def refiner_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + dice (one window)."""
+    prob = torch.sigmoid(logits)
+    dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+    return F.binary_cross_entropy_with_logits(logits, target) + dice
+
+
+def window_batch(examples, rng: np.random.Generator, size: int):
+    """One random ``size`` window (smaller crops whole) of each of ``size`` random examples."""
+    for j in rng.integers(len(examples), size=size):
+        scaled, band, logits, mask = examples[j]
+        h, w = logits.shape
+        r0, c0 = int(rng.integers(0, max(h - WINDOW, 0) + 1)), int(rng.integers(0, max(w - WINDOW, 0) + 1))
+        win = (slice(r0, r0 + WINDOW), slice(c0, c0 + WINDOW))
+        yield tuple(torch.from_numpy(np.ascontiguousarray(a[win], np.float32))[None, None]
+                    for a in (scaled, band, logits, mask))
+
+
+def train_refiner(examples, steps: int, seed: int, lr: float = 2e-3, batch: int = 16, log=print) -> MaskRefiner:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 1])
+    net = MaskRefiner()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    recent = []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        total, before = 0.0, 0.0
+        for scaled, band, logits, mask in window_batch(examples, rng, batch):
+            total = total + refiner_loss(net(scaled, band, logits), mask)
+            before += float(refiner_loss(logits, mask))
+        opt.zero_grad(set_to_none=True)
+        (total / batch).backward()
+        opt.step()
+        recent.append((float(total.detach()) / batch, before / batch))
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            after, unrefined = np.mean(recent, axis=0)
+            log(json.dumps({"step": step + 1, "loss": round(float(after), 4), "unrefined": round(float(unrefined), 4)}))
+            recent = []
+    return net.eval()
+
+
+def export(model_path: Path, refiner: MaskRefiner, dest: Path, training: dict) -> str:
+    """The model's file with ``refiner`` added (float16), written atomically; returns its sha256."""
+    from napari_segany.checkpoint import file_hash
+
+    from .train import _save_atomically
+
+    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in ckpt["model"].items() if not k.startswith(REFINER_PREFIX)}
+    state.update({REFINER_PREFIX + k: v.detach().half().contiguous() for k, v in refiner.state_dict().items()})
+    config = {**ckpt["config"], "refiner": {**refiner.config, "training": training}}
+    _save_atomically({"model": state, "config": config}, dest)
+    return file_hash(dest, "sha256")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.refiner", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, type=Path, help="the model's file (our format)")
+    p.add_argument("--export", required=True, type=Path, help="file to write: the model with its refiner")
+    p.add_argument("--scenes", type=int, default=600)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    model = load_model(args.model, device="cpu")
+    model.refiner = None  # the masks to refine are the model's own
+    examples = make_examples(Predictor(model), args.scenes, args.seed)
+    t1 = time.perf_counter()
+    print(f"{len(examples)} objects from {args.scenes} scenes in {t1 - t0:.0f} s", flush=True)
+    net = train_refiner(examples, args.steps, args.seed, log=lambda line: print(line, flush=True))
+    seconds = round(time.perf_counter() - t0, 1)
+    training = {"seed": args.seed, "scenes": args.scenes, "steps": args.steps, "objects": len(examples),
+                "seconds": seconds, "torch": str(torch.__version__)}
+    digest = export(args.model, net, args.export, training)
+    print(f"refiner trained in {seconds:.0f} s; exported {args.export}, sha256 {digest}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
