@@ -69,7 +69,8 @@ def test_two_views_average_the_image_and_its_mirror(default_model, nuclei2d):
     image, labels = nuclei2d
     one, two = Predictor(default_model), Predictor(default_model, views=2)
     emb = two.set_image(image)
-    assert len(emb.views) == 1 and emb.nbytes == 2 * emb.features.nbytes
+    assert len(emb.views) == 1 and emb.views[0][1].guide is None  # the refiner's guide: in the image's frame only
+    assert emb.nbytes == 2 * emb.features.nbytes + emb.guide.nbytes
     point, box = (100, 200), (80, 170, 130, 240)
     got = two.predict(points=[point], box=box, multimask=False)
     one.set_image(image)
