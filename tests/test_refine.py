@@ -112,3 +112,16 @@ def test_slice_store_gives_the_refiner_its_guide_also_from_disk(refined_model_pa
     direct = predictor.encode(volume[1], contrast_limits=fresh.window, views=1)
     for emb in (fresh, cached):
         np.testing.assert_array_equal(emb.guide, direct.guide)
+
+
+def test_masks_made_one_at_a_time_are_not_made_again(refined_model_path, nuclei2d):
+    """The widget shows mask(0) and then all candidates: with a refiner each costs, so each is made once."""
+    predictor = Predictor(load_model(refined_model_path, device="cpu"))
+    predictor.set_image(nuclei2d[0])
+    res = predictor.predict(points=[(346, 70)])
+    calls, upscale = [], res._upscale
+    res._upscale = lambda logits: calls.append(len(logits)) or upscale(logits)
+    first = res.mask(0)
+    assert res.mask(0) is first
+    np.testing.assert_array_equal(res.masks, upscale(res.logits))
+    assert calls == [1, 1, 1]  # candidate 0 once, then the two others

@@ -78,18 +78,24 @@ class Prediction:
     _upscale: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     _masks: np.ndarray | None = field(default=None, repr=False)
     window: object | None = None
+    _single: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # masks made one at a time
 
     @property
     def masks(self) -> np.ndarray:
         if self._masks is None:
-            self._masks = self._upscale(self.logits)
+            if self._single:  # reuse those already made (a boundary refiner makes each one cost)
+                self._masks = np.stack([self.mask(i) for i in range(len(self.logits))])
+            else:
+                self._masks = self._upscale(self.logits)
         return self._masks
 
     def mask(self, i: int = 0) -> np.ndarray:
         """Full-resolution mask of candidate ``i`` (0 = best) without computing the others."""
         if self._masks is not None:
             return self._masks[i]
-        return self._upscale(self.logits[i : i + 1])[0]
+        if i not in self._single:
+            self._single[i] = self._upscale(self.logits[i : i + 1])[0]
+        return self._single[i]
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -232,8 +232,8 @@ class ZoomPredictor:
             finally:
                 pred.set_embedding(self._full)
             crop_masks = res._upscale
-            res = replace(res, _upscale=lambda logits: self._paste(window, crop_masks(logits)), window=window)
-            res._masks = None
+            res = replace(res, _upscale=lambda logits: self._paste(window, crop_masks(logits)), window=window,
+                          _masks=None, _single={})
         self._last = res
         return res
 
