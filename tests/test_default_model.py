@@ -99,6 +99,7 @@ def test_cli_uses_the_models_views_unless_told(tmp_path, capsys):
     assert main(args + ["-o", str(tmp_path / "one.tif"), "--views", "1"]) == 0
     one = json.loads(capsys.readouterr().out)
     assert four["views"] == SPEC.views == 4 and one["views"] == 1
+    assert four["refined"] and one["refined"]  # the included model's boundary refiner is always on
     expected = Predictor(load_model(device="cpu"), views=4)
     expected.set_image(load_sample("nuclei2d"))
     import tifffile

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "output": str(out), "model": model.info.name, "candidate": k,
         "score": round(float(res.scores[k]), 4), "scores": [round(float(s), 4) for s in res.scores],
-        "area_px": int(mask.sum()), "slice": args.slice, "views": views,
+        "area_px": int(mask.sum()), "slice": args.slice, "views": views, "refined": model.refiner is not None,
         "zoom_window": None if res.window is None else list(dataclasses.astuple(res.window)),
     }
     if args.json:
@@ -106,5 +106,6 @@ def run(args: argparse.Namespace) -> int:
                                                 f"{res.window.left}-{res.window.left + res.window.width - 1}")
         print(f"wrote {out}: object {args.label_id}, {summary['area_px']} px, candidate {k} "
               f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}"
-              f"{f' averaged over {views} mirrored views' if views > 1 else ''}{where}")
+              f"{f' averaged over {views} mirrored views' if views > 1 else ''}"
+              f"{', outline refined by its boundary refiner' if summary['refined'] else ''}{where}")
     return 0
