@@ -4,22 +4,23 @@ candidate chosen, commit. Holds no Qt widgets; the dock widget wires it up.
 
 from __future__ import annotations
 
-from napari.utils.notifications import show_info, show_warning
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..predictor import ImageEmbedding, Predictor
 from .autosave import Autosaver
 from .cache import EmbeddingKey
-from .commit import autosave_path, check_target, commit_to_layer, label_mask, new_labels_data
+from .commit import label_mask
+from .committing import CommitMixin
 from .geometry import current_plane, layer_array
 from .preview import PreviewLayer
-from .prompts import ROLE, PromptLayers
+from .prompts import PromptLayers
 from .state import WidgetState
 from .workers import Job, start_embedding, start_model_load
 from .zoom import WidgetZoom
 
 
-class Controller(QObject):
+class Controller(CommitMixin, QObject):
     """Glue between napari layers, the predictor and background workers.
 
     Signals: ``status(str)`` a sentence for the user; ``busy(str)`` what is
@@ -296,88 +297,6 @@ class Controller(QObject):
         self._predict_timer.stop()
         self.preview.clear()
         self.prediction_changed.emit()
-
-    # -- commit ---------------------------------------------------------------
-    def set_target(self, layer) -> None:
-        """Use ``layer`` (a Labels layer, or None for a new one) for commits."""
-        old = self.target_layer
-        if old is layer:
-            return
-        if old is not None:
-            old.events.selected_label.disconnect(self._selected_label_changed)
-        self.target_layer = layer
-        if layer is not None:
-            layer.events.selected_label.connect(self._selected_label_changed)
-        if self.state.options.edit_selected:
-            self._selected_label_changed()
-
-    def _selected_label_changed(self, event=None) -> None:
-        if self.state.options.edit_selected:
-            self.state.forget_prediction()
-            self.schedule_predict()
-
-    def edit_target(self):
-        """(labels layer, label id) when editing an existing object, else None."""
-        layer = self.target_layer
-        if not self.state.options.edit_selected or layer is None or layer not in self.viewer.layers:
-            return None
-        return (layer, int(layer.selected_label)) if int(layer.selected_label) > 0 else None
-
-    def ensure_target(self):
-        s = self.state
-        layer = self.target_layer
-        if layer is None or layer not in self.viewer.layers:
-            img = s.image_layer
-            active = self.viewer.layers.selection.active
-            layer = self.viewer.add_labels(new_labels_data(img), name=f"{img.name} labels", scale=img.scale,
-                                           translate=img.translate, metadata={ROLE: "target"})
-            layers = self.viewer.layers
-            if img in layers:  # just above the image, under the preview and the prompts
-                layers.move(layers.index(layer), layers.index(img) + 1)
-            if active is not None and active in self.viewer.layers:
-                self.viewer.layers.selection.active = active
-            self.set_target(layer)
-            self.target_changed.emit()
-        return layer
-
-    def commit(self):
-        """Write the chosen candidate into the target labels layer (one undo step)."""
-        s = self.state
-        mask = s.chosen_mask()
-        if mask is None or s.plane is None:
-            show_info("Nothing to commit yet: add a point or a box on the image first.")
-            return None
-        edit = self.edit_target()
-        try:
-            target = self.ensure_target()
-            check_target(target, s.image_layer)
-            if edit is not None:
-                label_id, replace = edit[1], True
-            elif s.options.use_selected_label and int(target.selected_label) > 0:
-                label_id, replace = int(target.selected_label), False
-            else:
-                label_id, replace = None, False
-            result = commit_to_layer(target, s.plane, mask, label_id,
-                                     overwrite=s.options.overwrite, replace=replace)
-        except (ValueError, TypeError) as err:
-            show_warning(str(err))
-            return None
-        if result.n_pixels == 0 and mask.any() and not replace:
-            show_info("The mask added no pixels: they all belong to other objects. Tick "
-                      "'Overwrite other objects' to let it take them.")
-        target.selected_label = result.label_id
-        s.last_commit = result
-        self.clear_prompts()
-        self.status.emit(f"Committed object {result.label_id} ({result.n_pixels} pixels changed) "
-                         f"to '{target.name}'. Ctrl+Z on that layer undoes it.")
-        self._autosave(target)
-        self.committed.emit(result)
-        return result
-
-    def _autosave(self, target) -> None:
-        path = autosave_path(self.state.image_layer, target)
-        if self.state.options.autosave and path is not None:
-            self.autosaver.save(path, target.data)
 
     # -- helpers ----------------------------------------------------------------
     def _where(self) -> str:
