@@ -40,26 +40,16 @@ import torch.nn.functional as F
 
 from napari_segany import Predictor
 from napari_segany.preprocess import to_unit_range, upscale_logits
-from napari_segany.refine import MaskRefiner, net_inputs, object_crop
-from napari_segany.weights import REFINER_PREFIX, load_model
+from napari_segany.refine import REFINER_PREFIX, MaskRefiner, guide_from_unit, net_inputs, object_crop
+from napari_segany.weights import load_model
 
 from .prompts import jittered_box, random_point, sampled_correction
 from .synth import generate
+from .train import _save_atomically, scene_shape
 
 SEED_OFFSET = 3_000_000
 OBJECTS_PER_SCENE = 12
 WINDOW = 96
-
-
-def scene_shape(rng: np.random.Generator) -> tuple[int, int]:
-    """Image sizes as in the model's training (:func:`training.train.render`)."""
-    u = rng.random()
-    if u < 0.55:
-        return 512, 512
-    if u < 0.8:
-        return 256, 256
-    long = int(rng.integers(256, 769))
-    return (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
 
 
 def prompt_once(predictor: Predictor, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -84,7 +74,7 @@ def make_examples(predictor: Predictor, n_scenes: int, seed: int) -> list[tuple[
         rng = np.random.default_rng([seed, SEED_OFFSET + i])
         sample = generate(rng, scene_shape(rng))
         emb = predictor.set_image(sample.image)
-        guide = to_unit_range(sample.image[..., None], emb.window)[..., 0]
+        guide = guide_from_unit(to_unit_range(sample.image[..., None], emb.window))
         cell = max(sample.image.shape) / predictor.model.low_res_size
         big = [k for k in rng.permutation(len(sample.masks)) if np.count_nonzero(sample.masks[k]) >= 12]
         for k in big[:OBJECTS_PER_SCENE]:
@@ -146,8 +136,6 @@ def train_refiner(examples, steps: int, seed: int, lr: float = 2e-3, batch: int 
 def export(model_path: Path, refiner: MaskRefiner, dest: Path, training: dict) -> str:
     """The model's file with ``refiner`` added (float16), written atomically; returns its sha256."""
     from napari_segany.checkpoint import file_hash
-
-    from .train import _save_atomically
 
     ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith(REFINER_PREFIX)}

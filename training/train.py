@@ -101,15 +101,19 @@ def render(rng: np.random.Generator, image_size: int, options: dict | None = Non
     if enlarged > 0 and rng.random() < enlarged:  # no draw at 0: older runs keep their random stream
         side = int(round(image_size / np.exp(rng.uniform(np.log(1.5), np.log(enlarge_max)))))
         return _prepare(generate(rng, (side, side), **(options or {})), image_size)
+    return _prepare(generate(rng, scene_shape(rng), **(options or {})), image_size)
+
+
+def scene_shape(rng: np.random.Generator) -> tuple[int, int]:
+    """A training scene's size: 55 % 512 x 512, 25 % 256 x 256 (upsampled by the predictor, like
+    the 256 x 256 nuclei3d slices), 20 % 256-768 px long with another aspect ratio."""
     u = rng.random()
     if u < 0.55:
-        shape = (512, 512)
-    elif u < 0.8:
-        shape = (256, 256)  # upsampled by the predictor, like the 256 x 256 nuclei3d slices
-    else:
-        long = int(rng.integers(256, 769))
-        shape = (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
-    return _prepare(generate(rng, shape, **(options or {})), image_size)
+        return 512, 512
+    if u < 0.8:
+        return 256, 256
+    long = int(rng.integers(256, 769))
+    return (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
 
 
 def _prepare(sample, image_size: int):

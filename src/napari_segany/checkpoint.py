@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from .refine import REFINER_PREFIX
+
 ARCH_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 ARCH_DEPTHS = {"vit_b": 12, "vit_l": 24, "vit_h": 32}
 PATCH_SIZE = 16
@@ -56,7 +58,7 @@ HEAD_SIGNATURE = (
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 #: Also kept: our models' boundary refiner (:mod:`napari_segany.refine`).
-_KEPT_PARTS = _SAM_PARTS + ("refiner.",)
+_KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX,)
 
 
 class StateDict(dict):

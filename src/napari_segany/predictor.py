@@ -22,7 +22,7 @@ from .preprocess import (
     upscale_logits,
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
-from .refine import refine_logits
+from .refine import guide_from_unit, refine_logits
 from .regions import check_regions, keep_prompted
 from .views import View, check_view_count, move_logits, views as view_list
 
@@ -177,7 +177,7 @@ class Predictor:
             g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
             features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
             embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window)))
-        guide = unit.mean(-1, dtype=np.float32) if self._refines else None
+        guide = guide_from_unit(unit) if self._refines else None
         return replace(embeddings[0][1], views=tuple(embeddings[1:]), guide=guide)
 
     @property
@@ -191,7 +191,7 @@ class Predictor:
         without it, e.g. on disk."""
         if not self._refines:
             return None
-        return to_unit_range(as_2d_channels(image, channel=channel, rgb=rgb), window).mean(-1, dtype=np.float32)
+        return guide_from_unit(to_unit_range(as_2d_channels(image, channel=channel, rgb=rgb), window))
 
     def _run_encoder(self, x: torch.Tensor, should_stop: Callable[[], bool] | None) -> torch.Tensor:
         hooks = []
@@ -333,7 +333,7 @@ class Predictor:
         geometry, guide = self._embedding.geometry, self._embedding.guide
         medsam = geometry.profile == "medsam"
         prompted = self.regions == "prompted"
-        refiner = self.model.refiner if guide is not None and not medsam else None
+        refiner = self.model.refiner if guide is not None else None  # no guide: no refiner, or MedSAM
         cell = max(geometry.original_size) / self.model.low_res_size  # image pixels per logit cell
 
         def upscale(logits: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from torch import nn
 
+#: Key prefix of a refiner's weights in our checkpoints (its settings: ``config["refiner"]``).
+REFINER_PREFIX = "refiner."
 #: Image pixels kept around a mask's bounding box as the net's context.
 MARGIN = 12
 #: Band half-width in logit cells, and its limits in image pixels.
@@ -77,6 +79,11 @@ def build_refiner(config: dict) -> MaskRefiner:
                          "the file is damaged or from another program: reinstall or re-export it.") from None
 
 
+def guide_from_unit(unit: np.ndarray) -> np.ndarray:
+    """The image a refiner reads: an H x W x C image in [0, 1] with its channels averaged (float32)."""
+    return unit.mean(-1, dtype=np.float32)
+
+
 def band_radius(cell: float) -> float:
     """Half-width in image pixels of the band refined around a boundary, for logit cells of
     ``cell`` image pixels."""
@@ -124,10 +131,9 @@ def refine_logits(refiner: MaskRefiner, guide: np.ndarray, logits: torch.Tensor,
             continue
         lg = out[k][crop].numpy()
         scaled, band = net_inputs(guide[crop], lg, cell)
-        stack = np.stack([scaled, band.astype(np.float32)])[None]
+        as_input = [torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
+                    for a in (scaled, band, lg)]
         with torch.inference_mode():
-            refined = refiner(torch.from_numpy(stack[:, :1]).to(device),
-                              torch.from_numpy(stack[:, 1:]).to(device),
-                              torch.from_numpy(np.ascontiguousarray(lg))[None, None].to(device))
+            refined = refiner(*as_input)
         out[k][crop] = refined[0, 0].float().cpu()
     return out

@@ -20,10 +20,7 @@ from .checkpoint import (
     PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
 )
 from .model import ModelInfo, Sam, build_sam
-from .refine import build_refiner
-
-#: Key prefix of a boundary refiner's weights in our checkpoints (:mod:`napari_segany.refine`).
-REFINER_PREFIX = "refiner."
+from .refine import REFINER_PREFIX, build_refiner
 
 __all__ = ["load_model", "model_from_state_dict", "resolve_device"]
 

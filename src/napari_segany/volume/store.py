@@ -192,16 +192,17 @@ class EmbeddingStore:
             near = sorted((j for j in range(i - r, i + r + 1) if 0 <= j < self.n_slices and j != i),
                           key=lambda j: (abs(j - i), j))
             self.prefetch(near)
-        return self._embedding(features, i)
+        return self._embedding(features, image)
 
     __getitem__ = get
 
     def peek(self, index: int) -> ImageEmbedding | None:
         """The embedding if it is in memory now, else None; never computes."""
         i = self._check(index)
+        image = self.slice(i)
         with self._mem_lock:
-            features = self._memory.get(i, slice_hash(self.slice(i)))
-        return None if features is None else self._embedding(features, i)
+            features = self._memory.get(i, slice_hash(image))
+        return None if features is None else self._embedding(features, image)
 
     def status(self, index: int) -> str:
         """``"memory"``, ``"disk"`` (valid record for the current slice) or ``"missing"``."""
@@ -279,9 +280,9 @@ class EmbeddingStore:
                              f"along axis {self.axis} (0..{self.n_slices - 1})")
         return int(index) % self.n_slices
 
-    def _embedding(self, features: np.ndarray, index: int) -> ImageEmbedding:
+    def _embedding(self, features: np.ndarray, image: np.ndarray) -> ImageEmbedding:
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
-        guide = None if guide_image is None else guide_image(self.slice(index), self.window, channel=self.channel)
+        guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
         return ImageEmbedding(features.astype(np.float32), self.geometry, self.predictor.model_id, self.window,
                               guide=guide)
 
