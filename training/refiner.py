@@ -17,8 +17,9 @@ prompted through :class:`napari_segany.Predictor` (whole image, one view).
    to the object's crop, with the refiner's inputs (:func:`napari_segany.refine.net_inputs`)
    and the exact mask.
 2. Training: ``--steps`` steps of AdamW (lr 2e-3, weight decay 1e-4, cosine to
-   0), each on 16 random 96 x 96 windows of random crops; loss: cross-entropy
-   + dice of the refined logits against the mask.
+   0), each on one batch of 16 random 96 x 96 windows of random crops (smaller
+   crops whole, zero-padded, their padding left out of the loss); loss:
+   cross-entropy + dice of the refined logits against the mask, per window.
 3. The refiner's weights (float16) and settings are added to the model's file
    (``refiner.*`` keys, ``config["refiner"]``), written atomically to ``--export``.
 
@@ -91,22 +92,34 @@ def make_examples(predictor: Predictor, n_scenes: int, seed: int) -> list[tuple[
     return examples
 
 
-def refiner_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy + dice (one window)."""
-    prob = torch.sigmoid(logits)
-    dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
-    return F.binary_cross_entropy_with_logits(logits, target) + dice
+def refiner_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + dice of each window (B x 1 x h x w), counted only where ``valid`` is 1; one
+    value per window."""
+    area = valid.sum((1, 2, 3))
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid).sum((1, 2, 3)) / area
+    prob = torch.sigmoid(logits) * valid
+    dice = 1 - (2 * (prob * target).sum((1, 2, 3)) + 1) / (prob.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
+    return bce + dice
 
 
-def window_batch(examples, rng: np.random.Generator, size: int):
-    """One random ``size`` window (smaller crops whole) of each of ``size`` random examples."""
-    for j in rng.integers(len(examples), size=size):
+def window_batch(examples, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, ...]:
+    """One random :data:`WINDOW`-square window of each of ``size`` random examples, as one batch
+    (scaled image, band, logits, mask, valid; each size x 1 x WINDOW x WINDOW).
+
+    Crops smaller than a window come whole, padded with zeros (as the net's own zero padding
+    sees a crop's edge); ``valid`` marks their real pixels.
+    """
+    out = np.zeros((5, size, 1, WINDOW, WINDOW), np.float32)
+    for b, j in enumerate(rng.integers(len(examples), size=size)):
         scaled, band, logits, mask = examples[j]
         h, w = logits.shape
         r0, c0 = int(rng.integers(0, max(h - WINDOW, 0) + 1)), int(rng.integers(0, max(w - WINDOW, 0) + 1))
         win = (slice(r0, r0 + WINDOW), slice(c0, c0 + WINDOW))
-        yield tuple(torch.from_numpy(np.ascontiguousarray(a[win], np.float32))[None, None]
-                    for a in (scaled, band, logits, mask))
+        for a, arr in enumerate((scaled, band, logits, mask)):
+            part = arr[win]
+            out[a, b, 0, :part.shape[0], :part.shape[1]] = part
+        out[4, b, 0, :min(h, WINDOW), :min(w, WINDOW)] = 1
+    return tuple(torch.from_numpy(a) for a in out)
 
 
 def train_refiner(examples, steps: int, seed: int, lr: float = 2e-3, batch: int = 16, log=print) -> MaskRefiner:
@@ -118,14 +131,12 @@ def train_refiner(examples, steps: int, seed: int, lr: float = 2e-3, batch: int 
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-        total, before = 0.0, 0.0
-        for scaled, band, logits, mask in window_batch(examples, rng, batch):
-            total = total + refiner_loss(net(scaled, band, logits), mask)
-            before += float(refiner_loss(logits, mask))
+        scaled, band, logits, mask, valid = window_batch(examples, rng, batch)
+        loss = refiner_loss(net(scaled, band, logits), mask, valid).mean()
         opt.zero_grad(set_to_none=True)
-        (total / batch).backward()
+        loss.backward()
         opt.step()
-        recent.append((float(total.detach()) / batch, before / batch))
+        recent.append((float(loss.detach()), float(refiner_loss(logits, mask, valid).mean())))
         if (step + 1) % 100 == 0 or step + 1 == steps:
             after, unrefined = np.mean(recent, axis=0)
             log(json.dumps({"step": step + 1, "loss": round(float(after), 4), "unrefined": round(float(unrefined), 4)}))
@@ -150,7 +161,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", required=True, type=Path, help="the model's file (our format)")
     p.add_argument("--export", required=True, type=Path, help="file to write: the model with its refiner")
     p.add_argument("--scenes", type=int, default=600)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return p.parse_args(argv)

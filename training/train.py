@@ -389,7 +389,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="then train the boundary refiner on the exported file and add it there "
                         "(training.refiner; needs --export)")
     p.add_argument("--refiner-scenes", type=int, default=600, help="scenes for the refiner's examples")
-    p.add_argument("--refiner-steps", type=int, default=1500, help="refiner training steps")
+    p.add_argument("--refiner-steps", type=int, default=2400, help="refiner training steps")
     p.add_argument("--export", type=Path, default=None,
                    help="also write the float16 copy that ships in the package to this path")
     args = p.parse_args(argv)
