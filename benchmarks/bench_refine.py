@@ -5,7 +5,10 @@ embedding ready: the median time of one box prompt answered as a full-size
 mask (``predict`` + ``mask(0)``) on each of ``--boxes`` nuclei, with the
 refiner and with it set aside (``model.refiner = None``, the same decoder
 answer), and of masks of the whole image's size (a box around the whole
-image: the refiner's worst case). Prints a table and one JSON line.
+image). Then the refiner alone (``refine_logits``) on one large object, a
+disc filling most of the sample tiled to 1024 and 2048 px square, as it runs
+(tile by tile around the outline) and on the whole crop at once, the way it
+ran before 2026-12-02 (session 10). Prints a table and one JSON line.
 
     python benchmarks/bench_refine.py --threads 2
 """
@@ -21,6 +24,7 @@ import torch
 
 from napari_segany import Predictor, load_model
 from napari_segany.benchmark import _timed
+from napari_segany.refine import _run, net_inputs, object_crop, refine_logits
 from napari_segany.sample_data import load_sample
 from bench_views import boxes
 
@@ -51,7 +55,22 @@ def main(argv=None) -> int:
                 times.append(float(np.median(t)))
             rows[f"{what}, {'refined' if refined else 'not refined'}"] = 1000 * float(np.median(times))
     model.refiner = refiner
-    print("| box prompt -> full-size mask | median ms |\n|---|---|")
+    unit = image.astype(np.float32) / image.max()
+    for side in (1024, 2048):
+        guide = np.tile(unit, (side // unit.shape[0] + 1, side // unit.shape[1] + 1))[:side, :side]
+        rr, cc = np.mgrid[:side, :side]
+        logits = torch.from_numpy(((0.42 * side - np.hypot(rr - side / 2, cc - side / 2)) / 2).astype(np.float32))[None]
+        crop = object_crop(logits[0].numpy() > 0)
+
+        def at_once(lg=logits[0].numpy()[crop], g=guide[crop]):
+            scaled, band = net_inputs(g, lg, 4.0)
+            return _run(refiner, scaled[None], band[None], lg[None])
+
+        t, _ = _timed(lambda: refine_logits(refiner, guide, logits, 4.0), args.repeats)
+        rows[f"refiner alone, disc in {side} px, tiles around the outline"] = 1000 * float(np.median(t))
+        t, _ = _timed(at_once, args.repeats)
+        rows[f"refiner alone, disc in {side} px, whole crop at once"] = 1000 * float(np.median(t))
+    print("| what | median ms |\n|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v:.1f} |")
     out = {"benchmark": "refine", "machine": platform.processor() or platform.machine(),

@@ -7,7 +7,8 @@ import torch
 
 from napari_segany import EmbeddingStore, Predictor, load_model
 from napari_segany.preprocess import upscale_logits
-from napari_segany.refine import MARGIN, MaskRefiner, band_radius, refine_logits
+from napari_segany.refine import (MARGIN, TILE, MaskRefiner, _edge_cores, _run, band_radius, net_inputs,
+                                  object_crop, refine_logits)
 from napari_segany.zoom import ZoomPredictor
 
 
@@ -57,6 +58,27 @@ def test_changes_stay_in_a_band_around_the_boundary(nuclei2d, cell):
     dist = np.abs(logits[0].numpy() / 2.0)  # the disc's logits are twice the distance to its boundary
     assert dist[changed].max() <= band_radius(cell) + 1.0  # + a pixel of distance-transform rounding
     assert 3.0 <= band_radius(cell) <= MARGIN
+
+
+@pytest.mark.parametrize("cell", [1.0, 9.0])
+def test_a_large_object_is_refined_tile_by_tile_with_the_same_result(nuclei2d, cell):
+    """A large object's outline is a small part of its crop: only the tiles around it are computed,
+    and the logits are those of the whole crop at once (up to float rounding), masks identical."""
+    tile = np.tile(nuclei2d[0].astype(np.float32) / nuclei2d[0].max(), (4, 4))[:1600, :1500]
+    rr, cc = np.mgrid[: tile.shape[0], : tile.shape[1]]
+    wobble = 25 * np.sin(np.arctan2(rr - 800, cc - 750) * 5)
+    logits = torch.from_numpy(((650 + wobble - np.hypot(rr - 800, cc - 750)) * 0.7).astype(np.float32))[None]
+    net = noisy_refiner(seed=1)
+    crop = object_crop(logits[0].numpy() > 0)
+    tiled = refine_logits(net, tile, logits, cell)[0].numpy()[crop]
+    lg = logits[0].numpy()[crop]
+    assert len(_edge_cores(lg > 0, band_radius(cell))) * (TILE + 2 * net.reach) ** 2 < 0.75 * lg.size  # tiled
+    scaled, band = net_inputs(tile[crop], lg, cell)
+    whole = _run(net, scaled[None], band[None], lg[None])[0]  # the crop at once
+    # float rounding (summation order), amplified by the big weights: relative to the largest logit
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
+    assert np.array_equal(tiled > 0, whole > 0)
+    assert (tiled != lg).any() and not (tiled != lg)[~band].any()
 
 
 def test_empty_masks_are_left_alone():

@@ -34,6 +34,8 @@ MARGIN = 12
 BAND_CELLS, BAND_MIN, BAND_MAX = 1.5, 3.0, 12.0
 #: Smallest |inside - outside| contrast used to scale the image (unit-range intensities).
 MIN_CONTRAST = 0.05
+#: Side of the tiles a large crop is refined in (only tiles that hold band pixels are computed).
+TILE = 64
 
 
 class MaskRefiner(nn.Module):
@@ -55,6 +57,11 @@ class MaskRefiner(nn.Module):
         self.out = nn.Conv2d(width, 1, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    @property
+    def reach(self) -> int:
+        """How far (px) an output pixel sees: the sum of the convolutions' radii."""
+        return 1 + sum(self.dilations) + 1
 
     @property
     def config(self) -> dict:
@@ -106,14 +113,17 @@ def net_inputs(guide: np.ndarray, logits: np.ndarray, cell: float) -> tuple[np.n
     mask = logits > 0
     dist = np.where(mask, ndi.distance_transform_edt(mask), ndi.distance_transform_edt(~mask))
     band = dist <= band_radius(cell)
-    inner, outer = guide[mask & band], guide[~mask & band]
+    return _contrast(guide, guide[mask & band], guide[~mask & band])(guide), band
+
+
+def _contrast(guide: np.ndarray, inner: np.ndarray, outer: np.ndarray):
+    """The image scaling of :func:`net_inputs`, from the band's values just inside and just outside."""
     fg = np.median(inner) if inner.size else guide.max()
     bg = np.median(outer) if outer.size else guide.min()
     contrast = fg - bg
     if abs(contrast) < MIN_CONTRAST:
         contrast = MIN_CONTRAST if contrast >= 0 else -MIN_CONTRAST
-    scaled = np.clip((guide - bg) / contrast, -3.0, 4.0).astype(np.float32)
-    return scaled, band
+    return lambda values: np.clip((values - bg) / contrast, -3.0, 4.0).astype(np.float32)
 
 
 def refine_logits(refiner: MaskRefiner, guide: np.ndarray, logits: torch.Tensor, cell: float) -> torch.Tensor:
@@ -124,16 +134,74 @@ def refine_logits(refiner: MaskRefiner, guide: np.ndarray, logits: torch.Tensor,
     left as they are.
     """
     out = logits.clone()
-    device = next(refiner.parameters()).device
     for k in range(len(out)):
         crop = object_crop(out[k].numpy() > 0)
         if crop is None:
             continue
         lg = out[k][crop].numpy()
-        scaled, band = net_inputs(guide[crop], lg, cell)
-        as_input = [torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
-                    for a in (scaled, band, lg)]
-        with torch.inference_mode():
-            refined = refiner(*as_input)
-        out[k][crop] = refined[0, 0].float().cpu()
+        out[k][crop] = torch.from_numpy(_refine_crop(refiner, guide[crop], lg, cell))
     return out
+
+
+def _run(refiner: MaskRefiner, *arrays: np.ndarray) -> np.ndarray:
+    """The net on a batch of equal-sized windows: each array is B x h x w (scaled image, band, logits)."""
+    device = next(refiner.parameters()).device
+    as_input = [torch.from_numpy(np.ascontiguousarray(a, np.float32))[:, None].to(device) for a in arrays]
+    with torch.inference_mode():
+        return refiner(*as_input)[:, 0].float().cpu().numpy()
+
+
+def _refine_crop(refiner: MaskRefiner, guide: np.ndarray, lg: np.ndarray, cell: float) -> np.ndarray:
+    """One object's crop refined: where the band is a small part of a large crop (a large
+    object's outline), only the :data:`TILE`-square tiles that hold it, with the same result."""
+    mask = lg > 0
+    radius = band_radius(cell)
+    cores = _edge_cores(mask, radius)
+    if len(cores) * (TILE + 2 * refiner.reach) ** 2 > 0.75 * lg.size:  # tiles would cost about as much
+        scaled, band = net_inputs(guide, lg, cell)
+        return _run(refiner, scaled[None], band[None], lg[None])[0]
+    bands = [_core_band(mask, core, radius) for core in cores]
+    scale = _contrast(guide, np.concatenate([guide[c][mask[c] & b] for c, b in zip(cores, bands)]),
+                      np.concatenate([guide[c][~mask[c] & b] for c, b in zip(cores, bands)]))
+    out = lg.copy()
+    groups: dict[tuple[int, ...], list] = {}  # windows of one shape run as one batch
+    for core, band in zip(cores, bands):
+        win = _grown(core, refiner.reach, lg.shape)
+        groups.setdefault(lg[win].shape, []).append((core, band, win))
+    for group in groups.values():
+        wins = [win for _, _, win in group]
+        refined = _run(refiner, np.stack([scale(guide[w]) for w in wins]),
+                       np.ones((len(wins),) + lg[wins[0]].shape, np.float32), np.stack([lg[w] for w in wins]))
+        for (core, band, win), res in zip(group, refined):
+            inside = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))
+            out[core] = np.where(band, res[inside], lg[core])
+    return out
+
+
+def _grown(core: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    return tuple(slice(max(c.start - by, 0), min(c.stop + by, n)) for c, n in zip(core, shape))
+
+
+def _edge_cores(mask: np.ndarray, radius: float) -> list[tuple[slice, slice]]:
+    """The :data:`TILE`-square cores of ``mask`` within ``radius`` + 1 px of its boundary, the
+    only ones that can hold band pixels."""
+    edge = np.zeros(mask.shape, bool)  # pixels with a 4-neighbour on the other side
+    rows, cols = mask[1:] != mask[:-1], mask[:, 1:] != mask[:, :-1]
+    edge[1:] |= rows
+    edge[:-1] |= rows
+    edge[:, 1:] |= cols
+    edge[:, :-1] |= cols
+    grow = int(np.ceil(radius)) + 1
+    h, w = mask.shape
+    cores = [(slice(r, min(r + TILE, h)), slice(c, min(c + TILE, w)))
+             for r in range(0, h, TILE) for c in range(0, w, TILE)]
+    return [core for core in cores if edge[_grown(core, grow, mask.shape)].any()]
+
+
+def _core_band(mask: np.ndarray, core: tuple[slice, slice], radius: float) -> np.ndarray:
+    """:func:`net_inputs`'s band in ``core``, exactly: distances are measured in the core grown by
+    ``radius`` + 1, which holds the nearest pixel of the other side of every band pixel."""
+    win = _grown(core, int(np.ceil(radius)) + 1, mask.shape)
+    m = mask[win]
+    dist = np.where(m, ndi.distance_transform_edt(m), ndi.distance_transform_edt(~m))
+    return dist[tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))] <= radius
