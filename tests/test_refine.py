@@ -7,8 +7,8 @@ import torch
 
 from napari_segany import EmbeddingStore, Predictor, load_model
 from napari_segany.preprocess import upscale_logits
-from napari_segany.refine import (MARGIN, TILE, MaskRefiner, _edge_cores, _run, band_radius, net_inputs,
-                                  object_crop, refine_logits)
+from napari_segany.refine import (MARGIN, TILE, MaskRefiner, _core_band, _edge_cores, _run, band_radius,
+                                  net_inputs, object_crop, refine_logits)
 from napari_segany.zoom import ZoomPredictor
 
 
@@ -79,6 +79,21 @@ def test_a_large_object_is_refined_tile_by_tile_with_the_same_result(nuclei2d, c
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
     assert np.array_equal(tiled > 0, whole > 0)
     assert (tiled != lg).any() and not (tiled != lg)[~band].any()
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4, 7, 13, 14])
+def test_the_tiles_bands_are_exactly_the_crops_band(offset):
+    """Tile by tile, the band is the one measured on the whole crop, also where the boundary lies just
+    outside a tile's search window (one side only in it)."""
+    mask = np.zeros((300, 260), bool)
+    mask[:, TILE + offset:] = True
+    mask[150 + offset:, :40] = True
+    for cell in (2.0, 4.0, 8.0):
+        _, band = net_inputs(np.zeros(mask.shape, np.float32), np.where(mask, 1.0, -1.0).astype(np.float32), cell)
+        rebuilt = np.zeros_like(band)
+        for core in _edge_cores(mask, band_radius(cell)):
+            rebuilt[core] = _core_band(mask, core, band_radius(cell))
+        assert np.array_equal(rebuilt, band)
 
 
 def test_empty_masks_are_left_alone():

@@ -203,5 +203,7 @@ def _core_band(mask: np.ndarray, core: tuple[slice, slice], radius: float) -> np
     ``radius`` + 1, which holds the nearest pixel of the other side of every band pixel."""
     win = _grown(core, int(np.ceil(radius)) + 1, mask.shape)
     m = mask[win]
+    if m.all() or not m.any():  # one side only (the edge's other pixel lies just outside): no band
+        return np.zeros(mask[core].shape, bool)
     dist = np.where(m, ndi.distance_transform_edt(m), ndi.distance_transform_edt(~m))
     return dist[tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))] <= radius
