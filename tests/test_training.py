@@ -278,3 +278,28 @@ def test_two_stage_training_exports_a_model_with_its_refiner(tmp_path, capsys):
     assert config["refiner"]["training"]["scenes"] == 3 and config["refiner"]["training"]["steps"] == 100
     model = load_model(shipped, device="cpu")
     assert isinstance(model.refiner, MaskRefiner) and model.refiner.dilations == (2, 4, 8)
+
+
+def test_refiner_windows_are_batched_without_the_padding_counting():
+    """The refiner's training batch: crops smaller than a window are zero-padded, and a padded
+    window's loss is the loss of the crop itself; larger crops give a full window of their own."""
+    import torch
+
+    from training.refiner import WINDOW, refiner_loss, window_batch
+
+    rng = np.random.default_rng(0)
+    small = tuple(rng.random((40, 70)).astype(np.float32) for _ in range(4))
+    small = (small[0], small[1] > 0.5, rng.standard_normal((40, 70)).astype(np.float32), small[3] > 0.3)
+    large = tuple(a.repeat(3, 0).repeat(2, 1) for a in small)  # 120 x 140
+    scaled, band, logits, mask, valid = window_batch([small, large], np.random.default_rng(1), 8)
+    assert scaled.shape == (8, 1, WINDOW, WINDOW)
+    for b in range(8):
+        if valid[b].sum() == 40 * 70:  # the small crop, whole, in the top-left corner
+            assert torch.equal(logits[b, 0, :40, :70], torch.from_numpy(small[2]))
+            assert not logits[b, 0, 40:].any() and not mask[b, 0, :, 70:].any()
+            alone = refiner_loss(torch.from_numpy(small[2])[None, None],
+                                 torch.from_numpy(small[3].astype(np.float32))[None, None], torch.ones(1, 1, 40, 70))
+            torch.testing.assert_close(refiner_loss(logits[b:b + 1], mask[b:b + 1], valid[b:b + 1]), alone)
+        else:
+            assert valid[b].all()  # a window inside the large crop
+    assert {int(v.sum()) for v in valid} == {40 * 70, WINDOW * WINDOW}
