@@ -96,6 +96,16 @@ def test_the_tiles_bands_are_exactly_the_crops_band(offset):
         assert np.array_equal(rebuilt, band)
 
 
+def test_a_mask_filling_a_large_image_is_refined_like_the_whole_crop(nuclei2d):
+    """A mask with no edge in its crop (it covers the whole image) has no tiles: it goes the way of
+    the whole crop at once instead of failing."""
+    image = np.tile(nuclei2d[0].astype(np.float32) / nuclei2d[0].max(), (2, 2))[:900, :800]
+    logits = torch.full((1, *image.shape), 3.0)
+    scaled, band = net_inputs(image, logits[0].numpy(), 4.0)
+    whole = _run(noisy_refiner(), scaled[None], band[None], logits[0].numpy()[None])[0]
+    np.testing.assert_array_equal(refine_logits(noisy_refiner(), image, logits, 4.0)[0].numpy(), whole)
+
+
 def test_empty_masks_are_left_alone():
     logits = -torch.ones(2, 40, 50)
     assert torch.equal(refine_logits(noisy_refiner(), np.zeros((40, 50), np.float32), logits, 4.0), logits)

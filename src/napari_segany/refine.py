@@ -156,8 +156,10 @@ def _refine_crop(refiner: MaskRefiner, guide: np.ndarray, lg: np.ndarray, cell: 
     object's outline), only the :data:`TILE`-square tiles that hold it, with the same result."""
     mask = lg > 0
     radius = band_radius(cell)
-    cores = _edge_cores(mask, radius)
-    if len(cores) * (TILE + 2 * refiner.reach) ** 2 > 0.75 * lg.size:  # tiles would cost about as much
+    window = (TILE + 2 * refiner.reach) ** 2  # pixels the net computes per tile
+    cores = _edge_cores(mask, radius) if window < 0.75 * lg.size else []  # one tile cannot beat a small crop
+    # no edge (the mask fills its crop) or tiles that would cost about as much: the whole crop at once
+    if not cores or len(cores) * window > 0.75 * lg.size:
         scaled, band = net_inputs(guide, lg, cell)
         return _run(refiner, scaled[None], band[None], lg[None])[0]
     bands = [_core_band(mask, core, radius) for core in cores]
