@@ -7,7 +7,7 @@ import torch
 
 from napari_segany import EmbeddingStore, Predictor, load_model
 from napari_segany.preprocess import upscale_logits
-from napari_segany.refine import (MARGIN, TILE, MaskRefiner, _core_band, _edge_cores, _run, band_radius,
+from napari_segany.refine import (MARGIN, TILE, MaskRefiner, _core_band, _edge_cores, _refine_at_once, band_radius,
                                   net_inputs, object_crop, refine_logits)
 from napari_segany.zoom import ZoomPredictor
 
@@ -73,8 +73,8 @@ def test_a_large_object_is_refined_tile_by_tile_with_the_same_result(nuclei2d, c
     tiled = refine_logits(net, tile, logits, cell)[0].numpy()[crop]
     lg = logits[0].numpy()[crop]
     assert len(_edge_cores(lg > 0, band_radius(cell))) * (TILE + 2 * net.reach) ** 2 < 0.75 * lg.size  # tiled
-    scaled, band = net_inputs(tile[crop], lg, cell)
-    whole = _run(net, scaled[None], band[None], lg[None])[0]  # the crop at once
+    whole = _refine_at_once(net, tile[crop], lg, cell)
+    band = net_inputs(tile[crop], lg, cell)[1]
     # float rounding (summation order), amplified by the big weights: relative to the largest logit
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
     assert np.array_equal(tiled > 0, whole > 0)
@@ -101,8 +101,7 @@ def test_a_mask_filling_a_large_image_is_refined_like_the_whole_crop(nuclei2d):
     the whole crop at once instead of failing."""
     image = np.tile(nuclei2d[0].astype(np.float32) / nuclei2d[0].max(), (2, 2))[:900, :800]
     logits = torch.full((1, *image.shape), 3.0)
-    scaled, band = net_inputs(image, logits[0].numpy(), 4.0)
-    whole = _run(noisy_refiner(), scaled[None], band[None], logits[0].numpy()[None])[0]
+    whole = _refine_at_once(noisy_refiner(), image, logits[0].numpy(), 4.0)
     np.testing.assert_array_equal(refine_logits(noisy_refiner(), image, logits, 4.0)[0].numpy(), whole)
 
 

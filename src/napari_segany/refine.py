@@ -111,9 +111,13 @@ def net_inputs(guide: np.ndarray, logits: np.ndarray, cell: float) -> tuple[np.n
     """(scaled image, band) for one object's crop: ``guide`` and ``logits`` are h x w arrays of
     the crop (unit-range image, upscaled logits)."""
     mask = logits > 0
-    dist = np.where(mask, ndi.distance_transform_edt(mask), ndi.distance_transform_edt(~mask))
-    band = dist <= band_radius(cell)
+    band = _boundary_distance(mask) <= band_radius(cell)
     return _contrast(guide, guide[mask & band], guide[~mask & band])(guide), band
+
+
+def _boundary_distance(mask: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the nearest pixel on the other side of the mask's boundary."""
+    return np.where(mask, ndi.distance_transform_edt(mask), ndi.distance_transform_edt(~mask))
 
 
 def _contrast(guide: np.ndarray, inner: np.ndarray, outer: np.ndarray):
@@ -151,6 +155,12 @@ def _run(refiner: MaskRefiner, *arrays: np.ndarray) -> np.ndarray:
         return refiner(*as_input)[:, 0].float().cpu().numpy()
 
 
+def _refine_at_once(refiner: MaskRefiner, guide: np.ndarray, lg: np.ndarray, cell: float) -> np.ndarray:
+    """One object's crop refined as a whole (what the tiles of :func:`_refine_crop` reproduce)."""
+    scaled, band = net_inputs(guide, lg, cell)
+    return _run(refiner, scaled[None], band[None], lg[None])[0]
+
+
 def _refine_crop(refiner: MaskRefiner, guide: np.ndarray, lg: np.ndarray, cell: float) -> np.ndarray:
     """One object's crop refined: where the band is a small part of a large crop (a large
     object's outline), only the :data:`TILE`-square tiles that hold it, with the same result."""
@@ -160,8 +170,7 @@ def _refine_crop(refiner: MaskRefiner, guide: np.ndarray, lg: np.ndarray, cell: 
     cores = _edge_cores(mask, radius) if window < 0.75 * lg.size else []  # one tile cannot beat a small crop
     # no edge (the mask fills its crop) or tiles that would cost about as much: the whole crop at once
     if not cores or len(cores) * window > 0.75 * lg.size:
-        scaled, band = net_inputs(guide, lg, cell)
-        return _run(refiner, scaled[None], band[None], lg[None])[0]
+        return _refine_at_once(refiner, guide, lg, cell)
     bands = [_core_band(mask, core, radius) for core in cores]
     scale = _contrast(guide, np.concatenate([guide[c][mask[c] & b] for c, b in zip(cores, bands)]),
                       np.concatenate([guide[c][~mask[c] & b] for c, b in zip(cores, bands)]))
@@ -175,13 +184,23 @@ def _refine_crop(refiner: MaskRefiner, guide: np.ndarray, lg: np.ndarray, cell: 
         refined = _run(refiner, np.stack([scale(guide[w]) for w in wins]),
                        np.ones((len(wins),) + lg[wins[0]].shape, np.float32), np.stack([lg[w] for w in wins]))
         for (core, band, win), res in zip(group, refined):
-            inside = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))
-            out[core] = np.where(band, res[inside], lg[core])
+            out[core] = np.where(band, res[_within(core, win)], lg[core])
     return out
 
 
 def _grown(core: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
     return tuple(slice(max(c.start - by, 0), min(c.stop + by, n)) for c, n in zip(core, shape))
+
+
+def _within(core: tuple[slice, slice], win: tuple[slice, slice]) -> tuple[slice, slice]:
+    """Where ``core`` lies in an array cut out at ``win`` (a window around it)."""
+    return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))
+
+
+def _search(core: tuple[slice, slice], radius: float, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """``core`` grown by ``radius`` + 1: it holds the nearest pixel of the other side of every band
+    pixel in ``core``, and an edge pixel for every core that holds band pixels."""
+    return _grown(core, int(np.ceil(radius)) + 1, shape)
 
 
 def _edge_cores(mask: np.ndarray, radius: float) -> list[tuple[slice, slice]]:
@@ -193,19 +212,17 @@ def _edge_cores(mask: np.ndarray, radius: float) -> list[tuple[slice, slice]]:
     edge[:-1] |= rows
     edge[:, 1:] |= cols
     edge[:, :-1] |= cols
-    grow = int(np.ceil(radius)) + 1
     h, w = mask.shape
     cores = [(slice(r, min(r + TILE, h)), slice(c, min(c + TILE, w)))
              for r in range(0, h, TILE) for c in range(0, w, TILE)]
-    return [core for core in cores if edge[_grown(core, grow, mask.shape)].any()]
+    return [core for core in cores if edge[_search(core, radius, mask.shape)].any()]
 
 
 def _core_band(mask: np.ndarray, core: tuple[slice, slice], radius: float) -> np.ndarray:
-    """:func:`net_inputs`'s band in ``core``, exactly: distances are measured in the core grown by
-    ``radius`` + 1, which holds the nearest pixel of the other side of every band pixel."""
-    win = _grown(core, int(np.ceil(radius)) + 1, mask.shape)
+    """:func:`net_inputs`'s band in ``core``, exactly: distances are measured in its :func:`_search`
+    window."""
+    win = _search(core, radius, mask.shape)
     m = mask[win]
     if m.all() or not m.any():  # one side only (the edge's other pixel lies just outside): no band
         return np.zeros(mask[core].shape, bool)
-    dist = np.where(m, ndi.distance_transform_edt(m), ndi.distance_transform_edt(~m))
-    return dist[tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win))] <= radius
+    return _boundary_distance(m)[_within(core, win)] <= radius
