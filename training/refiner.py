@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from napari_segany import Predictor
 from napari_segany.preprocess import to_unit_range, upscale_logits
-from napari_segany.refine import REFINER_PREFIX, MaskRefiner, guide_from_unit, net_inputs, object_crop
+from napari_segany.refine import (REFINER_PREFIX, MaskRefiner, guide_from_unit, logit_cell, net_inputs,
+                                  object_crop)
 from napari_segany.weights import load_model
 
 from .prompts import jittered_box, random_point, sampled_correction
@@ -76,7 +77,7 @@ def make_examples(predictor: Predictor, n_scenes: int, seed: int) -> list[tuple[
         sample = generate(rng, scene_shape(rng))
         emb = predictor.set_image(sample.image)
         guide = guide_from_unit(to_unit_range(sample.image[..., None], emb.window))
-        cell = max(sample.image.shape) / predictor.model.low_res_size
+        cell = logit_cell(sample.image.shape, predictor.model.low_res_size)
         big = [k for k in rng.permutation(len(sample.masks)) if np.count_nonzero(sample.masks[k]) >= 12]
         for k in big[:OBJECTS_PER_SCENE]:
             target = sample.masks[k]

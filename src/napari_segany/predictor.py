@@ -22,7 +22,7 @@ from .preprocess import (
     upscale_logits,
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
-from .refine import guide_from_unit, refine_logits
+from .refine import guide_from_unit, logit_cell, refine_logits
 from .regions import check_regions, keep_prompted
 from .views import View, check_view_count, move_logits, views as view_list
 
@@ -334,7 +334,7 @@ class Predictor:
         medsam = geometry.profile == "medsam"
         prompted = self.regions == "prompted"
         refiner = self.model.refiner if guide is not None else None  # no guide: no refiner, or MedSAM
-        cell = max(geometry.original_size) / self.model.low_res_size  # image pixels per logit cell
+        cell = logit_cell(geometry.original_size, self.model.low_res_size)
 
         def upscale(logits: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(np.ascontiguousarray(logits))

@@ -91,6 +91,12 @@ def guide_from_unit(unit: np.ndarray) -> np.ndarray:
     return unit.mean(-1, dtype=np.float32)
 
 
+def logit_cell(image_shape: tuple[int, ...], low_res_size: int) -> float:
+    """Image pixels per logit cell, for an image of ``image_shape`` (rows, cols, ...) answered on a
+    ``low_res_size`` logit grid (the longest side fills the model frame)."""
+    return max(image_shape[:2]) / low_res_size
+
+
 def band_radius(cell: float) -> float:
     """Half-width in image pixels of the band refined around a boundary, for logit cells of
     ``cell`` image pixels."""
