@@ -1,6 +1,7 @@
 """Long work runs in workers: the viewer stays responsive, and switching the model
 or the image while an embedding is computed neither crashes nor mixes results."""
 
+import threading
 import time
 
 import numpy as np
@@ -149,3 +150,50 @@ def test_scrubbing_slices_ends_on_the_slice_shown(widget_factory, qtbot, fast_mo
     widget.controller.prompts.points.add([[4, 40, 60]])
     qtbot.waitUntil(lambda: widget.state.prediction is not None)
     assert widget.state.chosen_mask().shape == (80, 120)
+
+
+def test_a_job_runs_until_its_result_is_delivered(qtbot):
+    """The worker thread ends before its queued result reaches the GUI thread; a
+    job counts as running until then, so that whoever waits for ``not running``
+    (e.g. closing the widget) never sees the result arrive afterwards."""
+    from napari.qt.threading import thread_worker
+
+    from napari_segany._widget.workers import Job, launch
+
+    got, computed = [], threading.Event()
+
+    def work():
+        computed.set()
+        return 42
+
+    job = launch(Job("x"), thread_worker(work)(), lambda j, v: got.append(v), lambda j, e: got.append(e))
+    assert computed.wait(30)
+    started = time.perf_counter()
+    while job.worker.is_running:  # no Qt events are processed in this loop
+        time.sleep(0.005)
+        assert time.perf_counter() - started < 30
+    assert job.running and got == []  # computed, not delivered
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    assert got == [42]
+
+
+def test_closing_the_widget_drops_late_results(widget_factory, qtbot, nuclei2d, fast_models):
+    """An embedding that finishes after the widget closed touches nothing: no
+    preview layer, no error from a viewer that may be closing."""
+    image, _ = nuclei2d
+    viewer, _, widget = widget_factory(image, fast_models[0])
+    wait_ready(qtbot, widget)
+    widget.controller.prompts.points.add([[256, 256]])
+    qtbot.waitUntil(lambda: widget.state.prediction is not None)
+    viewer.layers.remove(widget.controller.preview.layer)
+    names = [layer.name for layer in viewer.layers]
+    real = widget.state.predictor.encode  # one past its last check for cancellation
+    widget.state.predictor.encode = lambda image, **k: real(image, **{**k, "should_stop": lambda: False})
+    widget.controller.request_embedding(force=True)
+    job = widget.state.job
+    assert job is not None
+    widget.close_widget()
+    assert job.dropped and job.cancelled
+    qtbot.waitUntil(lambda: not job.running, timeout=60_000)
+    qtbot.wait(50)
+    assert [layer.name for layer in viewer.layers] == names

@@ -310,7 +310,12 @@ class Controller(CommitMixin, QObject):
         self.status.emit(message)
 
     def close(self) -> None:
-        self.cancel()
+        # results that arrive after this must not touch the viewer (it may be closing)
+        for job in (self.model_job, self.state.job):
+            if job is not None:
+                job.drop()
+        self._predict_timer.stop()
+        self._plane_timer.stop()
         for ev in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay,
                    self.viewer.dims.events.order):
             ev.disconnect(self._dims_changed)

@@ -151,5 +151,6 @@ class Propagator(QObject):
         return tuple(next(it) if isinstance(s, slice) else np.full(n, s, dtype=np.intp) for s in req["sub"])
 
     def close(self) -> None:
-        self.cancel()
+        if self.job is not None:
+            self.job.drop()  # cancelled, and its partial result is not written after the widget closed
         self._close_store()

@@ -77,24 +77,43 @@ class Job:
     relay: ProgressRelay | None = field(default=None, repr=False)
     image: Any = field(default=None, repr=False)  # the input, for embeddings
     restart: bool = False  # when cancelled to make way: start the wanted work after it
+    ended: bool = False  # the worker's result (or error) has reached the GUI thread
+    dropped: bool = False  # its owner is gone: the result is not delivered at all
 
     def cancel(self) -> None:
         self.cancelled = True
         if self.relay is not None:
             self.relay.cancel()
 
+    def drop(self) -> None:
+        """Cancel, and never deliver the result: for an owner that closes."""
+        self.cancel()
+        self.dropped = True
+
     @property
     def running(self) -> bool:
-        return self.worker is not None and self.worker.is_running
+        """True until the result has been delivered, not only computed: the worker
+        thread ends before its queued result reaches the GUI thread, and work that
+        waits for ``not running`` must not see that result arrive afterwards."""
+        return self.worker is not None and not self.ended
+
+    def _deliver(self, handler: Callable[[Job, Any], None], value: Any) -> None:
+        if not self.dropped:
+            handler(self, value)
+
+    def _end(self) -> None:
+        self.ended = True
 
 
 def launch(job: Job, worker, on_done: Callable[[Job, Any], None],
            on_error: Callable[[Job, Exception], None]) -> Job:
     """Start napari ``worker`` for ``job`` with room in Qt's thread pool; its result
-    reaches ``on_done(job, value)`` and its exception ``on_error(job, exc)``."""
+    reaches ``on_done(job, value)`` and its exception ``on_error(job, exc)``,
+    unless the job was dropped."""
     ensure_pool_headroom()
-    worker.returned.connect(lambda value: on_done(job, value))
-    worker.errored.connect(lambda exc: on_error(job, exc))
+    worker.returned.connect(lambda value: job._deliver(on_done, value))
+    worker.errored.connect(lambda exc: job._deliver(on_error, exc))
+    worker.finished.connect(job._end)  # emitted after returned/errored, so queued after them
     job.worker = worker
     worker.start()
     return job
