@@ -202,6 +202,45 @@ def test_bf16_training_keeps_fp32_weights_and_records_its_precision(tmp_path):
     assert {v.dtype for v in weights} == {torch.float32} and all(torch.isfinite(v).all() for v in weights)
 
 
+def test_weight_average_follows_its_formula():
+    from training.ema import WeightAverage
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    average = WeightAverage(net, decay=0.5)
+    expected = 0.0
+    for n, value in enumerate((1.0, 2.0, 4.0)):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        average.update(net)
+        d = min(0.5, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * value
+    copy = average.averaged_model(net)
+    assert torch.allclose(copy.weight, torch.full((1, 2), expected)) and float(net.weight[0, 0]) == 4.0
+
+
+def test_training_with_a_weight_average_trains_the_same_weights(tmp_path):
+    """--ema only adds a file: the trained weights are bit for bit those of a run without it
+    (which also checks that a run is reproducible), and the average gets its own BatchNorm statistics."""
+    from napari_segany.weights import load_model
+    from training.train import main
+
+    common = ["--steps", "3", "--threads", "1", "--objects", "4", "--iters", "2"]
+    assert main(["--out", str(tmp_path / "plain.pt"), *common]) == 0
+    assert main(["--out", str(tmp_path / "avg.pt"), *common, "--ema", "0.9"]) == 0
+    plain, trained, averaged = (torch.load(tmp_path / f, map_location="cpu", weights_only=True)
+                                for f in ("plain.pt", "avg.pt", "avg.ema.pt"))
+    for k, v in plain["model"].items():
+        assert torch.equal(v, trained["model"][k]), k
+    assert averaged["config"]["training"]["ema"] == 0.9 and averaged["config"]["training"]["steps"] == 3
+    moved = [k for k, v in trained["model"].items() if k.endswith("weight") and not torch.equal(v, averaged["model"][k])]
+    assert len(moved) > 50  # the average is not the last weights
+    stats = [k for k in trained["model"] if k.endswith("running_mean")]
+    assert stats and any(not torch.equal(trained["model"][k], averaged["model"][k]) for k in stats)
+    assert load_model(tmp_path / "avg.ema.pt", device="cpu").info.arch == "vit_t"
+
+
 def test_crop_encoder_matches_full_forward():
     from napari_segany.model import build_sam
     from training.train import encode

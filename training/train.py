@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from napari_segany.model import build_sam
 from napari_segany.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_input, intensity_window, to_unit_range
 
+from .ema import WeightAverage
 from .losses import mask_iou, sam_loss
 from .prompts import jittered_box, random_point, sampled_correction
 from .synth import BRIGHTNESS_SIGMA, NUCLEUS_DIAMETER, generate
@@ -379,6 +380,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "and BatchNorm statistics stay fp32); only about 5 %% faster over a 1500-step trial on an "
                    "AVX-512-bf16 CPU without AMX, and not better (MODEL_CARD.md)")
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="also keep a moving average of the weights with this decay (e.g. 0.999) and write it, "
+                   "with BatchNorm statistics measured for it, to OUT with the suffix .ema.pt; the trained "
+                   "weights are unchanged (default 0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",
                    help="torch device (default cpu, the reference recipe; 'cuda' for quick recipe trials)")
@@ -416,6 +421,7 @@ def main(argv=None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
     total = args.steps or 10**9
+    average = WeightAverage(model, args.ema) if args.ema else None
     t0 = last_save = time.perf_counter()
     step = 0
     frozen_at = None
@@ -446,6 +452,8 @@ def main(argv=None) -> int:
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if average is not None:
+            average.update(model)
         window.append({"loss": float(out["loss"].detach()), "iou": out["iou_rounds"]})
         if step % args.log_every == 0 or step == total:
             rec = {"step": step, "s": round(time.perf_counter() - t0, 1), "lr": opt.param_groups[0]["lr"],
@@ -466,6 +474,13 @@ def main(argv=None) -> int:
     save_checkpoint(model, args.out, args, step, {"seconds": round(time.perf_counter() - t0, 1),
                                                   "bn_frozen_at_step": frozen_at})
     print(f"saved {args.out} after {step} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    if average is not None:  # the averaged weights get their own BatchNorm statistics
+        averaged = average.averaged_model(model)
+        freeze_batchnorm(averaged, args)
+        averaged.eval()
+        ema_path = args.out.with_suffix(".ema.pt")
+        save_checkpoint(averaged, ema_path, args, step, {"ema": args.ema, "bn_frozen_at_step": step})
+        print(f"saved the weights' average ({args.ema}) with its BatchNorm statistics to {ema_path}", flush=True)
     if args.export:
         print(f"exported {args.export} (float16), sha256 {export_half(args.out, args.export)}", flush=True)
     if args.refiner:  # second stage: the boundary refiner, trained on the exported model's answers
