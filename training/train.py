@@ -40,9 +40,13 @@ same loop runs at about the CPU's speed, see its results):
    and frozen for the rest (:func:`freeze_batchnorm`).
 
 The data of step ``i`` depends only on ``(seed, i)``, so a run with
-``--steps N`` is reproducible (same torch build, same thread count). With only
-``--minutes`` the step count is fixed from the speed of the first steps and
-logged; rerun with that ``--steps`` to reproduce the file.
+``--steps N`` repeats bit for bit on the same machine (same torch build, same
+thread count; tested). On another CPU of the same kind the float rounding of
+some kernels differs: run 13 (2026-12-02) matched run 11 (2026-12-01) for
+the first 40 steps and then drifted (losses equal to 1e-7 at step 60), so a
+rerun elsewhere gives a model of the same recipe, not the same bits. With
+only ``--minutes`` the step count is fixed from the speed of the first steps
+and logged; rerun with that ``--steps`` to reproduce the file.
 """
 
 from __future__ import annotations
