@@ -213,7 +213,7 @@ def test_weight_average_follows_its_formula():
     for n, value in enumerate((1.0, 2.0, 4.0)):
         with torch.no_grad():
             net.weight.fill_(value)
-        average.update(net)
+        average.update()
         d = min(0.5, (1 + n) / (10 + n))
         expected = d * expected + (1 - d) * value
     copy = average.averaged_model(net)

@@ -24,14 +24,15 @@ class WeightAverage:
         if not 0 < decay < 1:
             raise ValueError(f"the average's decay must be in (0, 1), got {decay}")
         self.decay, self.updates = float(decay), 0
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.average = [p.detach().clone() for n, p in model.named_parameters() if p.requires_grad]
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in trained]
+        self.params = [p.detach() for _, p in trained]  # the optimiser updates these in place
+        self.average = [p.clone() for p in self.params]
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        current = dict(model.named_parameters())
+    def update(self) -> None:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.average, [current[n].detach() for n in self.names], 1.0 - d)
+        torch._foreach_lerp_(self.average, self.params, 1.0 - d)
         self.updates += 1
 
     def averaged_model(self, model: torch.nn.Module) -> torch.nn.Module:

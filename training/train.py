@@ -457,7 +457,7 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if average is not None:
-            average.update(model)
+            average.update()
         window.append({"loss": float(out["loss"].detach()), "iou": out["iou_rounds"]})
         if step % args.log_every == 0 or step == total:
             rec = {"step": step, "s": round(time.perf_counter() - t0, 1), "lr": opt.param_groups[0]["lr"],

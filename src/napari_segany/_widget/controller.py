@@ -226,17 +226,20 @@ class Controller(CommitMixin, QObject):
     def cancel(self) -> None:
         """Stop the running download/model load and embedding."""
         embedding = self.state.job is not None
-        for job in (self.model_job, self.state.job):
-            if job is not None:
-                job.cancel()
-                job.restart = False
+        for job in self._jobs:
+            job.cancel()
+            job.restart = False
         self.status.emit("Cancelled. Press 'Recompute embedding' to compute this slice's embedding."
                          if embedding else "Cancelled.")
 
     @property
+    def _jobs(self) -> list[Job]:
+        """The model load and the embedding (whole image or zoomed crop) under way, if any."""
+        return [j for j in (self.model_job, self.state.job) if j is not None]
+
+    @property
     def is_busy(self) -> bool:
-        jobs = (self.model_job, self.state.job)
-        return any(j is not None and j.running for j in jobs) or self.autosaver.busy
+        return any(j.running for j in self._jobs) or self.autosaver.busy
 
     # -- prompts and prediction ---------------------------------------------
     def schedule_predict(self) -> None:
@@ -311,9 +314,8 @@ class Controller(CommitMixin, QObject):
 
     def close(self) -> None:
         # results that arrive after this must not touch the viewer (it may be closing)
-        for job in (self.model_job, self.state.job):
-            if job is not None:
-                job.drop()
+        for job in self._jobs:
+            job.drop()
         self._predict_timer.stop()
         self._plane_timer.stop()
         for ev in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay,
