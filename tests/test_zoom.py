@@ -10,7 +10,7 @@ from geometry_helpers import bbox
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
 from napari_segany.weights import load_model
-from napari_segany.zoom import MAX_SCALE, Window, ZoomPredictor, zoom_window
+from napari_segany.zoom import BLEND, MAX_SCALE, Window, ZoomPredictor, zoom_window
 
 
 def iou(a, b):
@@ -61,11 +61,60 @@ def test_box_on_small_nuclei_is_better_zoomed(model, nuclei):
         z = zoom.predict(box=box, multimask=False)
         assert isinstance(z.window, Window) and z.window.contains(np.reshape(box, (2, 2)))
         assert z.masks.shape == (1, *image.shape) and z.mask(0).dtype == bool
-        outside = np.ones(image.shape, bool)
-        outside[z.window.slices] = False
-        assert not z.mask(0)[outside].any()  # nothing is written outside the crop
         gains.append(iou(z.mask(0), gt) - iou(plain.predict(box=box, multimask=False).mask(0), gt))
     assert np.mean(gains) > 0.05, gains
+
+
+def test_the_answer_in_the_crop_blends_the_two_scales(model, nuclei):
+    """Inside the crop the mask is where the average of the crop's and the whole image's refined
+    logits is positive: it holds every pixel both scales agree on and none that neither gives;
+    outside the crop it is the whole image's answer. ``blend=0`` answers from the crop alone."""
+    image, labels, smallest = nuclei
+    whole = Predictor(model, regions="all")  # the decoder's masks as they are: the relation is exact
+    blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
+    blended.set_image(image)
+    crop_only.attach(blended.embedding, image)
+    assert blended.blend == BLEND > 0
+    changed = 0
+    for i in smallest[30:40]:
+        box = bbox(labels == i)
+        b, c = blended.predict(box=box, multimask=False), crop_only.predict(box=box, multimask=False)
+        w = whole.predict(box=box, multimask=False).mask(0)
+        assert b.window == c.window is not None
+        np.testing.assert_array_equal(b.logits, c.logits)  # the logits (for mask_input) stay the crop's
+        outside = np.ones(image.shape, bool)
+        outside[c.window.slices] = False
+        assert not c.mask(0)[outside].any()  # the crop alone writes nothing outside the crop
+        np.testing.assert_array_equal(b.mask(0)[outside], w[outside])
+        inside = ~outside
+        assert not (c.mask(0) & w & ~b.mask(0))[inside].any()
+        assert not (b.mask(0) & ~c.mask(0) & ~w)[inside].any()
+        changed += not np.array_equal(b.mask(0), c.mask(0))
+    assert changed >= 3  # the whole image's answer does move outlines
+
+
+def test_click_candidates_blend_with_the_matching_whole_image_candidate(model, nuclei):
+    """Each of a click's three crop candidates blends with the whole image's candidate whose mask
+    overlaps it most (the decoder's tokens need not mean the same part of an object at two scales)."""
+    image, labels, smallest = nuclei
+    whole = Predictor(model, regions="all")
+    blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
+    blended.set_image(image)
+    crop_only.attach(blended.embedding, image)
+    for i in smallest[25:28]:
+        gt = labels == i
+        rr, cc = np.nonzero(gt)
+        point = [(int(np.median(rr)), int(np.median(cc)))]
+        b, c, w = blended.predict(points=point), crop_only.predict(points=point), whole.predict(points=point)
+        assert len(b) == len(c) == len(w) == 3 and b.window == c.window is not None
+        np.testing.assert_array_equal(b.scores, c.scores)
+        outside = np.ones(image.shape, bool)
+        outside[c.window.slices] = False
+        for k in range(3):
+            match = w.masks[int(np.argmax([iou(c.masks[k], m) for m in w.masks]))]
+            np.testing.assert_array_equal(b.masks[k][outside], match[outside])
+            assert not (c.masks[k] & match & ~b.masks[k]).any()
+            assert not (b.masks[k] & ~c.masks[k] & ~match).any()
 
 
 def test_click_then_corrections_keep_the_crop_and_follow_points_outside(model, nuclei):
@@ -121,6 +170,8 @@ def test_rejects_bad_settings(model):
         ZoomPredictor(model)
     with pytest.raises(ValueError, match="object_fraction"):
         ZoomPredictor(Predictor(model), object_fraction=2)
+    with pytest.raises(ValueError, match="blend"):
+        ZoomPredictor(Predictor(model), blend=1)
     with pytest.raises(RuntimeError, match="set_image"):
         ZoomPredictor(Predictor(model)).predict(points=[(1, 1)])
     assert MAX_SCALE > 1

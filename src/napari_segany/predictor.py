@@ -330,26 +330,38 @@ class Predictor:
     def _upscaler(self, points=None, labels=None, box=None) -> Callable[[np.ndarray], np.ndarray]:
         """Low-res logits (K, h, w) -> bool masks (K, H, W), keeping the prompted regions
         (``self.regions``) of each."""
+        to_image = self._image_logits()
+        return lambda logits: self._masks_from(to_image(logits), points, labels, box)
+
+    def _image_logits(self) -> Callable[[np.ndarray], torch.Tensor]:
+        """For the current embedding: low-res logits (K, h, w) -> (K, H, W) scores at the image's
+        size whose positive part is the mask: the logits upscaled and boundary-refined when the
+        model has a refiner; for MedSAM, which thresholds the resized probability at 0.5, that
+        probability minus 0.5."""
         geometry, guide = self._embedding.geometry, self._embedding.guide
         medsam = geometry.profile == "medsam"
-        prompted = self.regions == "prompted"
         refiner = self.model.refiner if guide is not None else None  # no guide: no refiner, or MedSAM
         cell = logit_cell(geometry.original_size, self.model.low_res_size)
 
-        def upscale(logits: np.ndarray) -> np.ndarray:
+        def to_image(logits: np.ndarray) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(logits))
-            if medsam:  # MedSAM thresholds the resized probability at 0.5
-                t = torch.sigmoid(t)
+            if medsam:
+                return upscale_logits(torch.sigmoid(t), geometry) - 0.5
             t = upscale_logits(t, geometry)
             if refiner is not None:
                 t = refine_logits(refiner, guide, t.reshape(-1, *t.shape[-2:]), cell).reshape(t.shape)
-            masks = (t > (0.5 if medsam else 0.0)).numpy()
-            if prompted:
-                for k in range(len(masks)):
-                    masks[k] = keep_prompted(masks[k], points, labels, box)
-            return masks
+            return t
 
-        return upscale
+        return to_image
+
+    def _masks_from(self, image_logits: torch.Tensor, points=None, labels=None, box=None) -> np.ndarray:
+        """What :meth:`_image_logits` gives -> bool masks, keeping the prompted regions
+        (``self.regions``) of each; prompts in the image's (row, col) pixels."""
+        masks = (image_logits > 0).numpy()
+        if self.regions == "prompted":
+            for k in range(len(masks)):
+                masks[k] = keep_prompted(masks[k], points, labels, box)
+        return masks
 
     def _decode(self, prompts: PromptTensors, multimask: bool, features: torch.Tensor | None = None):
         """-> (1 x K x h x w logits, 1 x K scores) on the current embedding (or ``features``)."""

@@ -7,7 +7,10 @@ coarse. :class:`ZoomPredictor` encodes a crop around the object instead — the
 box, or for clicks the mask of a first pass on the whole image — chosen so
 that the object fills about ``object_fraction`` of the frame, with pixels
 enlarged at most ``max_scale`` times, and returns masks at the image's size.
-Crop embeddings are computed on demand and the last few are kept.
+Inside the crop the answer averages the crop's logits with the whole image's
+for the same prompts (``blend``): two scales of one model, like the mirrored
+views of :mod:`napari_segany.views`. Crop embeddings are computed on demand
+and the last few are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ OBJECT_FRACTION = 1 / 4
 MAX_SCALE = 1.5
 # A crop is used only if it shows the object at least this much larger than the whole image does.
 MIN_GAIN = 1.25
+# Share of the whole image's answer in the crop's (chosen on generated validation scenes, not on the
+# real sample data; see MODEL_CARD.md).
+BLEND = 0.5
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,14 @@ class ZoomPredictor:
         Target size of the object as a fraction of the crop's side.
     max_scale : float
         Largest enlargement of image pixels in the model frame.
+    blend : float
+        Weight of the whole image's logits in the answer inside the crop
+        (each boundary-refined at its own scale, then averaged; the mask is
+        where the average is positive, with the prompted regions kept as
+        :class:`Predictor` keeps them); outside the crop the whole image's
+        answer stands. 0 answers from the crop alone. Each candidate of the
+        crop is paired with the whole image's candidate whose mask overlaps it
+        most. Scores and logits (for ``mask_input``) stay the crop's.
     cache_size : int
         Crop embeddings kept for reuse.
     crops : callable, optional
@@ -124,15 +138,18 @@ class ZoomPredictor:
     """
 
     def __init__(self, predictor: Predictor, *, object_fraction: float = OBJECT_FRACTION,
-                 max_scale: float = MAX_SCALE, cache_size: int = 8, crops=None) -> None:
+                 max_scale: float = MAX_SCALE, blend: float = BLEND, cache_size: int = 8, crops=None) -> None:
         if not isinstance(predictor, Predictor):
             raise TypeError(f"predictor must be a napari_segany Predictor, got {type(predictor).__name__}")
         if not 0 < object_fraction <= 1:
             raise ValueError(f"object_fraction must be in (0, 1], got {object_fraction}")
         if max_scale <= 0:
             raise ValueError(f"max_scale must be positive, got {max_scale}")
+        if not 0 <= blend < 1:
+            raise ValueError(f"blend must be in [0, 1) (the whole image's share of the answer), got {blend}")
         self.predictor = predictor
         self.object_fraction, self.max_scale, self.cache_size = object_fraction, max_scale, cache_size
+        self.blend = float(blend)
         self._crops_from = crops
         self._image = None
         self._full: ImageEmbedding | None = None
@@ -199,12 +216,18 @@ class ZoomPredictor:
             window = None  # the crop's embedding is not ready: answer on the whole image meanwhile
         if first is not None and window is None:
             return first
+        whole_input = mask_input
         if mask_input is not None and window != source:
             if previous is None:
                 previous = self._full_mask(mask_input, source)
             mask_input = mask_to_logits(self._crop(window, previous), self._geometry(window),
                                         self.predictor.model.low_res_size)
-        return self._answer(window, mask_input=mask_input, multimask=multimask, **prompts)
+        if window is not None and self.blend > 0 and first is None:  # the whole image's answer to blend in
+            if whole_input is not None and source is not None:
+                whole_input = mask_to_logits(self._full_mask(whole_input, source) if previous is None else previous,
+                                             self._full.geometry, self.predictor.model.low_res_size)
+            first = self.predictor.predict(mask_input=whole_input, multimask=multimask, **prompts)
+        return self._answer(window, mask_input=mask_input, multimask=multimask, whole=first, **prompts)
 
     def _latest_window(self, mask_input) -> Window | None:
         """The window of the latest prediction, if ``mask_input`` is one of its logits."""
@@ -216,26 +239,60 @@ class ZoomPredictor:
         return last.window
 
     # -- one prediction in one frame ------------------------------------------
-    def _answer(self, window: Window | None, *, points, labels, box, mask_input=None, multimask: bool) -> Prediction:
+    def _answer(self, window: Window | None, *, points, labels, box, mask_input=None, multimask: bool,
+                whole: Prediction | None = None) -> Prediction:
         pred = self.predictor
         if window is None:
             res = pred.predict(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask)
         else:
             offset = np.array([window.top, window.left], float)
-            if points is not None:
-                points = np.asarray(points, float).reshape(-1, 2) - offset
-            if box is not None:
-                box = np.asarray(box, float).reshape(4) - np.tile(offset, 2)
+            crop_points = None if points is None else np.asarray(points, float).reshape(-1, 2) - offset
+            crop_box = None if box is None else np.asarray(box, float).reshape(4) - np.tile(offset, 2)
             pred.set_embedding(self._embedding(window))
             try:
-                res = pred.predict(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask)
+                res = pred.predict(points=crop_points, labels=labels, box=crop_box, mask_input=mask_input,
+                                   multimask=multimask)
+                crop_logits = pred._image_logits()
             finally:
                 pred.set_embedding(self._full)
-            crop_masks = res._upscale
-            res = replace(res, _upscale=lambda logits: self._paste(window, crop_masks(logits)), window=window,
-                          _masks=None, _single={})
+            if whole is None or self.blend == 0:
+                crop_masks = res._upscale
+                upscale = lambda logits: self._paste(window, crop_masks(logits))  # noqa: E731
+            else:
+                upscale = self._blended(window, crop_logits, whole,
+                                        {"points": crop_points, "labels": labels, "box": crop_box},
+                                        {"points": points, "labels": labels, "box": box})
+            res = replace(res, _upscale=upscale, window=window, _masks=None, _single={})
         self._last = res
         return res
+
+    def _blended(self, window: Window, crop_logits, whole: Prediction, crop_prompts: dict, prompts: dict):
+        """Masks from crop logits averaged, inside ``window``, with the logits of the whole
+        image's candidate (in ``whole``) whose mask overlaps the crop's mask most (the decoder's
+        output tokens need not mean the same part of an object at two scales); outside the crop
+        the whole image's logits alone."""
+        pred, weight, inside = self.predictor, self.blend, (..., *window.slices)
+        whole_logits, made = pred._image_logits(), []
+
+        def candidates() -> torch.Tensor:  # the whole image's candidates, refined once
+            if not made:
+                made.append(whole_logits(whole.logits))
+            return made[0]
+
+        def upscale(logits: np.ndarray) -> np.ndarray:
+            inner, outer = crop_logits(logits), candidates()
+            out = []
+            for k in range(len(inner)):
+                j = 0
+                if len(outer) > 1:
+                    own = self._paste(window, pred._masks_from(inner[k : k + 1], **crop_prompts))[0]
+                    j = int(np.argmax([_iou(own, (o > 0).numpy()) for o in outer]))
+                blend = outer[j].clone()
+                blend[inside] = weight * blend[inside] + (1 - weight) * inner[k]
+                out.append(blend)
+            return pred._masks_from(torch.stack(out), **prompts)
+
+        return upscale
 
     def _embedding(self, window: Window) -> ImageEmbedding | None:
         if window in self._crops:
@@ -269,6 +326,10 @@ class ZoomPredictor:
     @staticmethod
     def _crop(window: Window | None, mask: np.ndarray) -> np.ndarray:
         return mask if window is None else mask[window.slices]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
 
 
 def _prompt_points(points, box) -> np.ndarray:
