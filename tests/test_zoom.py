@@ -65,15 +65,22 @@ def test_box_on_small_nuclei_is_better_zoomed(model, nuclei):
     assert np.mean(gains) > 0.05, gains
 
 
+def _three_ways(model, image):
+    """The same image answered on the whole image, zoomed with the blend, and from the crop alone;
+    all regions kept (the decoder's masks as they are), so the blend's relations are exact."""
+    whole = Predictor(model, regions="all")
+    blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
+    blended.set_image(image)
+    crop_only.attach(blended.embedding, image)
+    return whole, blended, crop_only
+
+
 def test_the_answer_in_the_crop_blends_the_two_scales(model, nuclei):
     """Inside the crop the mask is where the average of the crop's and the whole image's refined
     logits is positive: it holds every pixel both scales agree on and none that neither gives;
     outside the crop it is the whole image's answer. ``blend=0`` answers from the crop alone."""
     image, labels, smallest = nuclei
-    whole = Predictor(model, regions="all")  # the decoder's masks as they are: the relation is exact
-    blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
-    blended.set_image(image)
-    crop_only.attach(blended.embedding, image)
+    whole, blended, crop_only = _three_ways(model, image)
     assert blended.blend == BLEND > 0
     changed = 0
     for i in smallest[30:40]:
@@ -97,10 +104,7 @@ def test_click_candidates_blend_with_the_matching_whole_image_candidate(model, n
     """Each of a click's three crop candidates blends with the whole image's candidate whose mask
     overlaps it most (the decoder's tokens need not mean the same part of an object at two scales)."""
     image, labels, smallest = nuclei
-    whole = Predictor(model, regions="all")
-    blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
-    blended.set_image(image)
-    crop_only.attach(blended.embedding, image)
+    whole, blended, crop_only = _three_ways(model, image)
     for i in smallest[25:28]:
         gt = labels == i
         rr, cc = np.nonzero(gt)
