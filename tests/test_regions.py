@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from napari_segany import Predictor, load_model
 from napari_segany.cli import main
-from napari_segany.regions import keep_prompted
+from napari_segany.regions import best_overlap, keep_prompted
 from napari_segany.sample_data import load_sample, sample_path
 
 
@@ -121,3 +121,14 @@ def test_command_takes_the_regions_choice(tmp_path):
     with pytest.raises(SystemExit):
         main(["segment", str(sample_path("nuclei2d")), "--point", "346,70", "-o", str(tmp_path / "x.tif"),
               "--regions", "largest"])
+
+
+def test_best_overlap_picks_the_mask_most_like_the_reference():
+    ref = np.zeros((8, 8), bool)
+    ref[2:6, 2:6] = True
+    small, same, other = np.zeros_like(ref), ref.copy(), np.zeros_like(ref)
+    small[3:5, 3:5] = True
+    other[0:2, 6:8] = True
+    assert best_overlap([small, same, other], ref) == 1
+    assert best_overlap([other, same.copy(), same], ref) == 1  # the first of equals
+    assert best_overlap([np.zeros_like(ref)] * 2, np.zeros_like(ref)) == 0  # empty unions count as 0

@@ -74,6 +74,13 @@ def keep_prompted(mask: np.ndarray, points=None, labels=None, box=None) -> np.nd
     return keep[regions]
 
 
+def best_overlap(masks, reference: np.ndarray) -> int:
+    """Index of the bool mask in ``masks`` with the highest IoU with ``reference`` (the first of
+    equals; an empty union counts as IoU 0)."""
+    ious = [np.count_nonzero(m & reference) / max(1, np.count_nonzero(m | reference)) for m in masks]
+    return int(np.argmax(ious))
+
+
 def _positive_points(points, labels, shape) -> np.ndarray:
     if points is None:
         return np.empty((0, 2), dtype=np.intp)

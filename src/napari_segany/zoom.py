@@ -15,6 +15,7 @@ and the last few are kept.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ import torch
 from .predictor import ImageEmbedding, Prediction, Predictor
 from .preprocess import Geometry, mask_to_logits, upscale_logits
 from .prompts import check_mask_input
+from .regions import best_overlap
 
 # Chosen on held-out generated scenes (training.evaluate --synthetic), not on the real sample data.
 OBJECT_FRACTION = 1 / 4
@@ -223,9 +225,10 @@ class ZoomPredictor:
             mask_input = mask_to_logits(self._crop(window, previous), self._geometry(window),
                                         self.predictor.model.low_res_size)
         if window is not None and self.blend > 0 and first is None:  # the whole image's answer to blend in
-            if whole_input is not None and source is not None:
-                whole_input = mask_to_logits(self._full_mask(whole_input, source) if previous is None else previous,
-                                             self._full.geometry, self.predictor.model.low_res_size)
+            if whole_input is not None and source is not None:  # mask_input lives in a crop: carry it over
+                if previous is None:
+                    previous = self._full_mask(whole_input, source)
+                whole_input = mask_to_logits(previous, self._full.geometry, self.predictor.model.low_res_size)
             first = self.predictor.predict(mask_input=whole_input, multimask=multimask, **prompts)
         return self._answer(window, mask_input=mask_input, multimask=multimask, whole=first, **prompts)
 
@@ -272,12 +275,8 @@ class ZoomPredictor:
         output tokens need not mean the same part of an object at two scales); outside the crop
         the whole image's logits alone."""
         pred, weight, inside = self.predictor, self.blend, (..., *window.slices)
-        whole_logits, made = pred._image_logits(), []
-
-        def candidates() -> torch.Tensor:  # the whole image's candidates, refined once
-            if not made:
-                made.append(whole_logits(whole.logits))
-            return made[0]
+        whole_logits = pred._image_logits()
+        candidates = functools.cache(lambda: whole_logits(whole.logits))  # refined once, when first needed
 
         def upscale(logits: np.ndarray) -> np.ndarray:
             inner, outer = crop_logits(logits), candidates()
@@ -286,7 +285,7 @@ class ZoomPredictor:
                 j = 0
                 if len(outer) > 1:
                     own = self._paste(window, pred._masks_from(inner[k : k + 1], **crop_prompts))[0]
-                    j = int(np.argmax([_iou(own, (o > 0).numpy()) for o in outer]))
+                    j = best_overlap((outer > 0).numpy(), own)
                 blend = outer[j].clone()
                 blend[inside] = weight * blend[inside] + (1 - weight) * inner[k]
                 out.append(blend)
@@ -326,10 +325,6 @@ class ZoomPredictor:
     @staticmethod
     def _crop(window: Window | None, mask: np.ndarray) -> np.ndarray:
         return mask if window is None else mask[window.slices]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
 
 
 def _prompt_points(points, box) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..regions import best_overlap
+
 PROMPT_MODES = ("box", "points", "mask", "box+mask", "box+points", "points+mask", "box+points+mask")
 DEFAULT_PROMPT = "box+mask"
 BOX_MARGIN = 0.05  # box grows by this fraction of its size on each side, at least 1 pixel
@@ -63,14 +65,8 @@ def choose_candidate(prediction, previous: np.ndarray) -> tuple[np.ndarray, floa
     with one candidate, that one."""
     if len(prediction) == 1:
         return prediction.mask(0), float(prediction.scores[0])
-    best, best_iou = 0, -1.0
     masks = prediction.masks
-    for k in range(len(masks)):
-        inter = np.count_nonzero(masks[k] & previous)
-        union = np.count_nonzero(masks[k] | previous)
-        iou = inter / union if union else 0.0
-        if iou > best_iou:
-            best, best_iou = k, iou
+    best = best_overlap(masks, previous)
     return masks[best], float(prediction.scores[best])
 
 
