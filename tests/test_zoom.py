@@ -10,7 +10,7 @@ from geometry_helpers import bbox
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
 from napari_segany.weights import load_model
-from napari_segany.zoom import BLEND, MAX_SCALE, Window, ZoomPredictor, zoom_window
+from napari_segany.zoom import BLEND, BLEND_GAIN, MAX_SCALE, Window, ZoomPredictor, blend_weight, zoom_window
 
 
 def iou(a, b):
@@ -119,6 +119,48 @@ def test_click_candidates_blend_with_the_matching_whole_image_candidate(model, n
             np.testing.assert_array_equal(b.masks[k][outside], match[outside])
             assert not (c.masks[k] & match & ~b.masks[k]).any()
             assert not (b.masks[k] & ~c.masks[k] & ~match).any()
+
+
+def test_on_a_large_image_the_coarse_whole_image_barely_counts(model, nuclei):
+    """The real nuclei tiled 6 x 6 (3072 px): a nucleus spans a few pixels of the whole image's
+    frame and nine times more of the crop's. The whole image's share falls with the square of that
+    gain, so its blurred answer no longer spoils the crop's; on the 512 px image it is ``blend``."""
+    image, labels, smallest = nuclei
+    window = zoom_window((100, 100, 110, 110), image.shape, 512)
+    assert blend_weight(BLEND, image.shape, window) == BLEND  # 512 px: crops enlarge <= BLEND_GAIN times more
+    assert blend_weight(BLEND, (2048, 2048), Window(0, 0, 342, 342)) == pytest.approx(BLEND * (BLEND_GAIN * 342 / 2048) ** 2)
+    big, big_labels = np.tile(image, (6, 6)), np.zeros((3072, 3072), labels.dtype)
+    big_labels[1536:2048, 1536:2048] = labels  # objects in one tile; the others are context
+    whole = Predictor(model)
+    blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
+    blended.set_image(big)
+    crop_only.attach(blended.embedding, big)
+    scores = {"blended": [], "crop": [], "whole": []}
+    for i in smallest[40:48]:
+        gt = big_labels == i
+        box = bbox(gt)
+        scores["blended"].append(iou(blended.predict(box=box, multimask=False).mask(0), gt))
+        scores["crop"].append(iou(crop_only.predict(box=box, multimask=False).mask(0), gt))
+        scores["whole"].append(iou(whole.predict(box=box, multimask=False).mask(0), gt))
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    # (with the whole image's share kept at 0.5 here, the blend fell to 0.69 against the crop's 0.735)
+    assert mean["blended"] >= mean["crop"] - 0.01 and mean["blended"] > mean["whole"] + 0.2, mean
+
+
+def test_a_click_the_whole_image_misses_is_answered_from_the_smallest_crop(model):
+    """A 12 px spot in a 3000 px image is 2 px of the whole image's frame: the first pass finds
+    nothing, so the clicks alone place the crop (512 / 1.5 px), where the spot is 18 px across."""
+    rng = np.random.default_rng(0)
+    rr, cc = np.mgrid[:3000, :3000]
+    spot = (rr - 1500) ** 2 + (cc - 1500) ** 2 < 6**2
+    image = (20 + 100 * spot + rng.normal(0, 5, spot.shape)).clip(0).astype(np.uint16)
+    whole = Predictor(model)
+    zoom = ZoomPredictor(whole)
+    zoom.set_image(image)
+    assert not whole.predict(points=[(1500, 1500)]).mask(0).any()
+    res = zoom.predict(points=[(1500, 1500)])
+    assert res.window is not None and res.window.height == np.ceil(512 / MAX_SCALE)
+    assert iou(res.mask(0), spot) > 0.6
 
 
 def test_click_then_corrections_keep_the_crop_and_follow_points_outside(model, nuclei):

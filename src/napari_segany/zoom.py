@@ -34,8 +34,11 @@ MAX_SCALE = 1.5
 # A crop is used only if it shows the object at least this much larger than the whole image does.
 MIN_GAIN = 1.25
 # Share of the whole image's answer in the crop's (chosen on generated validation scenes, not on the
-# real sample data; see MODEL_CARD.md).
+# real sample data; see MODEL_CARD.md) while the crop shows the object at most BLEND_GAIN times larger
+# than the whole image does; beyond, the whole image's answer is that much coarser and its share falls
+# with the square of the gain (chosen on generated mosaics of 1024 and 1536 px, see MODEL_CARD.md).
 BLEND = 0.5
+BLEND_GAIN = 1.5
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,16 @@ def zoom_window(extent, image_shape: tuple[int, int], model_size: int, *,
     return Window(top, left, ch, cw)
 
 
+def blend_weight(blend: float, image_shape: tuple[int, int], window: Window) -> float:
+    """The whole image's share in the answer inside ``window``: ``blend`` while the crop enlarges
+    the image at most ``BLEND_GAIN`` times more than the whole image's frame does, then falling with
+    the square of that gain, as the area one frame pixel covers grows (a 20 px object in a 3000 px
+    image spans 3 px of the whole image's frame and 30 px of the crop's: the whole image's answer
+    there is a blur)."""
+    gain = max(image_shape) / max(window.height, window.width)
+    return blend * min(1.0, BLEND_GAIN / gain) ** 2
+
+
 def _extent(points=None, box=None, mask: np.ndarray | None = None):
     """Bounding (min_row, min_col, max_row, max_col) of the points (all must lie in the crop), box and mask."""
     rows, cols = [], []
@@ -109,7 +122,9 @@ class ZoomPredictor:
 
     Use it like a Predictor: ``set_image`` then ``predict``. Prompts with a
     box are answered in the crop :func:`zoom_window` gives for the box; clicks
-    get a first answer on the whole image, whose best mask sets the crop.
+    get a first answer on the whole image, whose best mask sets the crop (the
+    smallest crop around the clicks when that mask is empty: the object may be
+    too small for the whole image's frame).
     Where no crop enlarges the object enough, the answer is the Predictor's.
     When refining with ``mask_input``, the crop is kept while the prompts stay
     inside it; otherwise a new crop is chosen and the previous mask carried
@@ -123,10 +138,13 @@ class ZoomPredictor:
     max_scale : float
         Largest enlargement of image pixels in the model frame.
     blend : float
-        Weight of the whole image's logits in the answer inside the crop
-        (each boundary-refined at its own scale, then averaged; the mask is
+        Weight of the whole image's logits in the answer inside the crop while
+        the crop enlarges the image at most ``BLEND_GAIN`` (1.5) times more
+        than the whole image's frame does; beyond, the weight falls with the
+        square of that gain (:func:`blend_weight`). The two answers are
+        each boundary-refined at their own scale, then averaged; the mask is
         where the average is positive, with the prompted regions kept as
-        :class:`Predictor` keeps them); outside the crop the whole image's
+        :class:`Predictor` keeps them. Outside the crop the whole image's
         answer stands. 0 answers from the crop alone. Each candidate of the
         crop is paired with the whole image's candidate whose mask overlaps it
         most. Scores and logits (for ``mask_input``) stay the crop's.
@@ -210,10 +228,10 @@ class ZoomPredictor:
                 window = self.window_for(_extent(points, box, previous))
         elif box is not None:
             window = self.window_for(_extent(points, box))
-        else:  # clicks: the whole image's best mask gives the object's extent
+        else:  # clicks: the whole image's best mask gives the object's extent (if it found none,
+            # the object may be too small for the whole image: the smallest crop around the points)
             first = self._answer(None, multimask=multimask, **prompts)
-            mask = first.mask(0)
-            window = self.window_for(_extent(points, mask=mask)) if mask.any() else None
+            window = self.window_for(_extent(points, mask=first.mask(0)))
         if window is not None and self._embedding(window) is None:
             window = None  # the crop's embedding is not ready: answer on the whole image meanwhile
         if first is not None and window is None:
@@ -274,7 +292,8 @@ class ZoomPredictor:
         image's candidate (in ``whole``) whose mask overlaps the crop's mask most (the decoder's
         output tokens need not mean the same part of an object at two scales); outside the crop
         the whole image's logits alone."""
-        pred, weight, inside = self.predictor, self.blend, (..., *window.slices)
+        pred, inside = self.predictor, (..., *window.slices)
+        weight = blend_weight(self.blend, tuple(self._full.original_size), window)
         whole_logits = pred._image_logits()
         candidates = functools.cache(lambda: whole_logits(whole.logits))  # refined once, when first needed
 
