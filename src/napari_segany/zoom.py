@@ -124,7 +124,8 @@ class ZoomPredictor:
     box are answered in the crop :func:`zoom_window` gives for the box; clicks
     get a first answer on the whole image, whose best mask sets the crop (the
     smallest crop around the clicks when that mask is empty: the object may be
-    too small for the whole image's frame).
+    too small for the whole image's frame); when the crop's own mask calls for
+    a crop at least ``MIN_GAIN`` times smaller, the click is answered there.
     Where no crop enlarges the object enough, the answer is the Predictor's.
     When refining with ``mask_input``, the crop is kept while the prompts stay
     inside it; otherwise a new crop is chosen and the previous mask carried
@@ -219,6 +220,7 @@ class ZoomPredictor:
             raise RuntimeError("no image is set: call set_image(image) first")
         prompts = {"points": points, "labels": labels, "box": box}
         source = first = previous = None  # previous: mask_input as a full-size mask, made only when needed
+        clicked = mask_input is None and box is None
         if mask_input is not None:
             mask_input = check_mask_input(mask_input, self.predictor.model.low_res_size)
             source = self._latest_window(mask_input) if mask_window is _LATEST else mask_window
@@ -248,7 +250,21 @@ class ZoomPredictor:
                     previous = self._full_mask(whole_input, source)
                 whole_input = mask_to_logits(previous, self._full.geometry, self.predictor.model.low_res_size)
             first = self.predictor.predict(mask_input=whole_input, multimask=multimask, **prompts)
-        return self._answer(window, mask_input=mask_input, multimask=multimask, whole=first, **prompts)
+        res = self._answer(window, mask_input=mask_input, multimask=multimask, whole=first, **prompts)
+        if clicked and window is not None:
+            res = self._closer(res, first, multimask, prompts)
+        return res
+
+    def _closer(self, res: Prediction, whole: Prediction, multimask: bool, prompts: dict) -> Prediction:
+        """A click's answer from a crop set by the whole image's mask, or, when the crop's own mask
+        calls for a crop at least ``MIN_GAIN`` times smaller, from that crop (on a large image of
+        small objects the whole image's mask can be a blob of many, which sets a crop too large)."""
+        inner = self.window_for(_extent(prompts["points"], mask=res.mask(0)))
+        if inner is None or max(inner.height, inner.width) * MIN_GAIN > max(res.window.height, res.window.width):
+            return res
+        if self._embedding(inner) is None:  # not ready yet (computed elsewhere): the first crop's answer
+            return res
+        return self._answer(inner, multimask=multimask, whole=whole, **prompts)
 
     def _latest_window(self, mask_input) -> Window | None:
         """The window of the latest prediction, if ``mask_input`` is one of its logits."""
