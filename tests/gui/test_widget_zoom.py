@@ -84,3 +84,36 @@ def test_editing_an_object_zoomed_replaces_only_it(widget_factory, qtbot, nuclei
     expected[(before == obj) & ~new_mask] = 0
     expected[new_mask & (before == 0)] = obj
     np.testing.assert_array_equal(target.data, expected)  # other objects untouched, no new id
+
+
+def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, nuclei2d, included_model):
+    """On a large slice the first crop can be set by a blob of many nuclei; the widget then fetches
+    the closer crop the library asks for, in a worker as well, and ends on the library's answer."""
+    image, labels = nuclei2d
+    big, big_labels = np.tile(image, (4, 4)), np.zeros((2048, 2048), labels.dtype)
+    big_labels[1024:1536, 1024:1536] = labels
+    viewer, layer, widget = widget_factory(big, included_model, zoom=True)
+    wait_ready(qtbot, widget)
+    state, ctrl = widget.state, widget.controller
+    headless = ZoomPredictor(Predictor(included_model))
+    headless.set_image(big, contrast_limits=tuple(layer.contrast_limits))
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    for i in ids[np.argsort(areas)][4:9]:  # small nuclei; for some the whole slice's mask is a blob
+        rr, cc = np.nonzero(big_labels == i)
+        point = (float(np.median(rr)), float(np.median(cc)))
+        blob = headless.predictor.predict(points=[point]).mask(0)  # the whole slice's answer
+        blob[int(point[0]), int(point[1])] = True
+        rows, cols = np.nonzero(blob)
+        first = headless.window_for((rows.min(), cols.min(), rows.max(), cols.max()))
+        expected = headless.predict(points=[point])
+        if expected.window is not None and expected.window != first:
+            break
+    else:
+        pytest.fail("no nucleus needed a closer crop")
+    click(ctrl.prompts.points, point)
+    qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.window == expected.window,
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: not ctrl.is_busy, timeout=30_000)
+    assert state.cache.get(crop_key(state.ready, first)) is not None  # both crops came from workers
+    assert state.cache.get(crop_key(state.ready, expected.window)) is not None
+    np.testing.assert_array_equal(state.prediction.mask(0), expected.mask(0))
