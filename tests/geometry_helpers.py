@@ -1,4 +1,4 @@
-"""Prompt geometry from ground-truth masks, shared by tests."""
+"""Prompt geometry from ground-truth masks, and large test images made of real ones, shared by tests."""
 
 from __future__ import annotations
 
@@ -16,3 +16,13 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask)
     return int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())
+
+
+def tiled(image: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` tiled n x n (a large image of real objects) and labels of the middle tile's
+    objects only (the other tiles are context)."""
+    h, w = image.shape[:2]
+    big_labels = np.zeros((n * h, n * w), labels.dtype)
+    r, c = n // 2 * h, n // 2 * w
+    big_labels[r : r + h, c : c + w] = labels
+    return np.tile(image, (n, n)), big_labels

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from geometry_helpers import bbox, interior_point
+from geometry_helpers import bbox, interior_point, tiled
 
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
@@ -129,8 +129,7 @@ def test_on_a_large_image_the_coarse_whole_image_barely_counts(model, nuclei):
     window = zoom_window((100, 100, 110, 110), image.shape, 512)
     assert blend_weight(BLEND, image.shape, window) == BLEND  # 512 px: crops enlarge <= BLEND_GAIN times more
     assert blend_weight(BLEND, (2048, 2048), Window(0, 0, 342, 342)) == pytest.approx(BLEND * (BLEND_GAIN * 342 / 2048) ** 2)
-    big, big_labels = np.tile(image, (6, 6)), np.zeros((3072, 3072), labels.dtype)
-    big_labels[1536:2048, 1536:2048] = labels  # objects in one tile; the others are context
+    big, big_labels = tiled(image, labels, 6)
     whole = Predictor(model)
     blended, crop_only = ZoomPredictor(whole), ZoomPredictor(whole, blend=0)
     blended.set_image(big)
@@ -168,8 +167,7 @@ def test_a_click_zooms_closer_when_the_first_crop_is_too_large(model, nuclei):
     a blob of many nuclei, which sets a crop far too large; the crop's own mask then sets a crop
     at least MIN_GAIN times smaller, where the nucleus is answered."""
     image, labels, smallest = nuclei
-    big, big_labels = np.tile(image, (4, 4)), np.zeros((2048, 2048), labels.dtype)
-    big_labels[1024:1536, 1024:1536] = labels
+    big, big_labels = tiled(image, labels, 4)
     whole = Predictor(model)
     zoom = ZoomPredictor(whole)
     zoom.set_image(big)
@@ -180,7 +178,7 @@ def test_a_click_zooms_closer_when_the_first_crop_is_too_large(model, nuclei):
         first = zoom.window_for(bbox(whole.predict(points=point).mask(0) | gt))  # where the blob would zoom
         res = zoom.predict(points=point)
         assert res.window is not None and res.window.contains(np.array(point))
-        closer += max(res.window.height, res.window.width) * MIN_GAIN <= max(first.height, first.width)
+        closer += res.window.side * MIN_GAIN <= first.side
         ious.append(iou(res.mask(0), gt))
     # (the crops the blobs set gave 0.52 on these five)
     assert closer >= 2 and np.mean(ious) > 0.62, (closer, ious)

@@ -51,6 +51,11 @@ class Window:
     width: int
 
     @property
+    def side(self) -> int:
+        """The longest side: the one the model's frame is fitted to."""
+        return max(self.height, self.width)
+
+    @property
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
 
@@ -90,7 +95,7 @@ def blend_weight(blend: float, image_shape: tuple[int, int], window: Window) -> 
     the square of that gain, as the area one frame pixel covers grows (a 20 px object in a 3000 px
     image spans 3 px of the whole image's frame and 30 px of the crop's: the whole image's answer
     there is a blur)."""
-    gain = max(image_shape) / max(window.height, window.width)
+    gain = max(image_shape) / window.side
     return blend * min(1.0, BLEND_GAIN / gain) ** 2
 
 
@@ -260,7 +265,7 @@ class ZoomPredictor:
         calls for a crop at least ``MIN_GAIN`` times smaller, from that crop (on a large image of
         small objects the whole image's mask can be a blob of many, which sets a crop too large)."""
         inner = self.window_for(_extent(prompts["points"], mask=res.mask(0)))
-        if inner is None or max(inner.height, inner.width) * MIN_GAIN > max(res.window.height, res.window.width):
+        if inner is None or inner.side * MIN_GAIN > res.window.side:
             return res
         if self._embedding(inner) is None:  # not ready yet (computed elsewhere): the first crop's answer
             return res

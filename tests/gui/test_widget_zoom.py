@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from geometry_helpers import bbox, tiled
 from gui_helpers import click, wait_prediction, wait_ready
 
 from napari_segany import Predictor
@@ -90,8 +91,7 @@ def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, n
     """On a large slice the first crop can be set by a blob of many nuclei; the widget then fetches
     the closer crop the library asks for, in a worker as well, and ends on the library's answer."""
     image, labels = nuclei2d
-    big, big_labels = np.tile(image, (4, 4)), np.zeros((2048, 2048), labels.dtype)
-    big_labels[1024:1536, 1024:1536] = labels
+    big, big_labels = tiled(image, labels, 4)
     viewer, layer, widget = widget_factory(big, included_model, zoom=True)
     wait_ready(qtbot, widget)
     state, ctrl = widget.state, widget.controller
@@ -103,8 +103,7 @@ def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, n
         point = (float(np.median(rr)), float(np.median(cc)))
         blob = headless.predictor.predict(points=[point]).mask(0)  # the whole slice's answer
         blob[int(point[0]), int(point[1])] = True
-        rows, cols = np.nonzero(blob)
-        first = headless.window_for((rows.min(), cols.min(), rows.max(), cols.max()))
+        first = headless.window_for(bbox(blob))
         expected = headless.predict(points=[point])
         if expected.window is not None and expected.window != first:
             break
