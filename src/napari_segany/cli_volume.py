@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--area-change", type=float, default=2.5,
                    help="stop when the area changes more than this factor between slices (default 2.5)")
     p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
+    p.add_argument("--no-zoom", action="store_true",
+                   help="segment on whole slices only; by default an object that is small in a large slice is "
+                   "segmented (on the prompted slice and while propagating) on an enlarged crop around it")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     _common(p)
@@ -93,17 +96,23 @@ def run_propagate(args: argparse.Namespace) -> int:
     if not 0 <= args.slice < store.n_slices:
         raise ValueError(f"--slice {args.slice} is outside the volume, which has {store.n_slices} slices along "
                          f"axis {store.axis} (0-{store.n_slices - 1})")
-    predictor = store.predictor
-    predictor.set_embedding(store.get(args.slice, prefetch=False))
+    prompter = store.predictor
+    prompter.set_embedding(store.get(args.slice, prefetch=False))
+    if not args.no_zoom:
+        from .zoom import ZoomPredictor
+
+        prompter = ZoomPredictor(prompter)
+        prompter.attach(store.predictor.embedding, store.slice(args.slice), channel=args.channel)
     points = [(r, c) for r, c, _ in args.point] or None
     labels = [lab for _, _, lab in args.point] or None
-    res = predictor.predict(points=points, labels=labels, box=args.box,
-                            multimask=len(args.point) + (args.box is not None) == 1)
+    res = prompter.predict(points=points, labels=labels, box=args.box,
+                           multimask=len(args.point) + (args.box is not None) == 1)
     seed = res.mask(0)
     if not seed.any():
         raise ValueError(f"the prompt gives an empty mask on slice {args.slice}; move the point or draw a box")
     result = propagate(volume, {args.slice: seed}, store=store, axis=args.axis, spacing=args.spacing,
-                       label_id=args.label_id, iou_threshold=args.iou_threshold, area_change=args.area_change)
+                       label_id=args.label_id, iou_threshold=args.iou_threshold, area_change=args.area_change,
+                       zoom=not args.no_zoom)
     write_labels(out, result.labels.astype(np.uint16))
     rep = result.objects[args.label_id]
     if args.json:
@@ -112,6 +121,7 @@ def run_propagate(args: argparse.Namespace) -> int:
             round(float(res.scores[0]), 4), "slices": rep.slices, "voxels": rep.voxels, "volume": rep.volume,
             "stops": [{"direction": s.direction, "last": s.last, "at": s.at, "reason": s.reason} for s in rep.stops],
             "embedded": store.stats["encoded"], "cached": store.stats["disk_hits"],
+            "crops": store.stats["crops_encoded"],
         }))
     else:
         print(f"wrote {out}")

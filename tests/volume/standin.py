@@ -24,12 +24,15 @@ class StandInPredictor:
     overlap is at least 20 % of the prompt or of the object on this slice,
     else with an empty mask. ``dilate`` grows the
     answer (to provoke overlaps); ``scores`` overrides the score per slice.
+    Its frame is 512 px like the included model's, so propagation answers the
+    256 px slices of the sample whole, never in zoomed crops (which this
+    stand-in could not recognise).
     """
 
     model_id = "standin:0"
 
     def __init__(self, volume, truth, axis=0, dilate=0, scores=None):
-        self.model = SimpleNamespace(image_size=64, embedding_size=1, info=SimpleNamespace(preprocess="sam"))
+        self.model = SimpleNamespace(image_size=512, embedding_size=1, info=SimpleNamespace(preprocess="sam"))
         self.truth, self.axis, self.dilate = truth, axis, dilate
         self.scores = scores or {}
         self.by_hash = {slice_hash(np.asarray(take_slice(volume, axis, z))): z for z in range(volume.shape[axis])}
@@ -40,7 +43,7 @@ class StandInPredictor:
     def encode(self, image, channel=None, contrast_limits=None, should_stop=None, **kwargs):
         z = self.by_hash[slice_hash(image)]
         self.encoded.append(z)
-        return ImageEmbedding(np.full((1, 1, 1), z, np.float32), Geometry.for_image(image.shape[:2], 64),
+        return ImageEmbedding(np.full((1, 1, 1), z, np.float32), Geometry.for_image(image.shape[:2], self.model.image_size),
                               self.model_id, tuple(contrast_limits))
 
     def set_embedding(self, emb):

@@ -105,7 +105,8 @@ class Propagator(QObject):
         def run():
             return propagate(req["volume"], labels=req["labels"], ids=[label_id], seed_slices=[req["z"]],
                              store=store, axis=req["axis"], spacing=req["spacing"],
-                             overwrite=options.overwrite, progress=lambda d, t: self.progress.emit(d, t),
+                             overwrite=options.overwrite, zoom=options.zoom,
+                             progress=lambda d, t: self.progress.emit(d, t),
                              should_stop=lambda: job.cancelled)
 
         self.job = job

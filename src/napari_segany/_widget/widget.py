@@ -74,7 +74,8 @@ class SegmentAnythingWidget(QWidget):
         pl.addWidget(self.regions_box)
         self.zoom_box = self._check("Zoom into small objects", self.state.options.zoom, "zoom",
                                     "On: a small object is segmented again on an enlarged crop around it "
-                                    "(computed in the background), which gives a finer mask.")
+                                    "(computed in the background), which gives a finer mask; propagation "
+                                    "too segments such objects on crops of the large slices.")
         pl.addWidget(self.zoom_box)
         views_row = QHBoxLayout()
         views_row.addWidget(QLabel("Mirrored views"))

@@ -11,9 +11,8 @@ import numpy as np
 from ..labels import commit_mask, next_label_id
 from ..model import ModelInfo
 from ..predictor import Cancelled
-from .prompting import (
-    DEFAULT_PROMPT, allowed_area_factor, area_ratio, build_prompts, check_mode, choose_candidate, step_ratio,
-)
+from .answers import crop_window, slice_answers
+from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
 from .report import Changes, ObjectReport, PropagationResult, Stop
 from .store import EmbeddingStore, take_slice
 
@@ -55,6 +54,7 @@ def propagate(
     max_distance: float | None = None,
     approved: Iterable[int] | None = None,
     overwrite: bool = False,
+    zoom: bool = True,
     channel: int | None = None,
     contrast_limits: tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -116,6 +116,13 @@ def propagate(
         Slices that must not change: a walk stops before them.
     overwrite : bool
         Allow writing over other objects (default False: never).
+    zoom : bool
+        Answer an object that is small in its slice on an enlarged crop around
+        its mask on the previous slice (the crops of :mod:`napari_segany.zoom`;
+        one more encoder pass per crop, none for objects that the whole slice
+        already shows large enough: never on slices under 427 px for the
+        included 512 px model, 853 px for SAM's 1024). False: always the
+        whole slice.
     progress : callable(done, total), optional
         Called after each slice; ``total`` is an upper bound that shrinks as
         walks stop.
@@ -196,16 +203,14 @@ def propagate(
         for nz in sorted(groups):
             fs = groups[nz]
             try:
-                emb = store.get(nz, should_stop=should_stop, prefetch=False)
+                answers, calls = slice_answers(store, predictor, nz, [f.mask for f in fs], mode, zoom=zoom,
+                                               should_stop=should_stop)
             except Cancelled:
                 cancelled = True
                 break
-            predictor.set_embedding(emb)
-            preds = predictor.predict_batch(**build_prompts(predictor, [f.mask for f in fs], mode))
-            decoder_calls += 1
+            decoder_calls += calls
             plane = take_slice(out, axis, nz)
-            for f, pred in zip(fs, preds):
-                mask, score = choose_candidate(pred, f.mask)
+            for f, (mask, score) in zip(fs, answers):
                 raw_area = int(np.count_nonzero(mask))
                 if not overwrite:
                     mask = mask & ((plane == 0) | (plane == f.label_id))
@@ -233,8 +238,9 @@ def propagate(
         if cancelled:
             break
         active = survivors
-        if store.prefetch_radius > 0 and active:
-            store.prefetch(sorted({f.z + k * f.direction for f in active for k in (1, 2)
+        whole = [f for f in active if not zoom or crop_window(f.mask, predictor.model.image_size) is None]
+        if store.prefetch_radius > 0 and whole:  # crops are computed when needed
+            store.prefetch(sorted({f.z + k * f.direction for f in whole for k in (1, 2)
                                    if 0 <= f.z + k * f.direction < n}))
     if cancelled:
         for f in active:

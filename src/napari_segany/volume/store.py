@@ -134,6 +134,7 @@ class EmbeddingStore:
         self.geometry = Geometry.for_image(plane_shape, model.image_size, profile)
         self.stats: Counter = Counter()
         self._memory = _LRU(memory_bytes)
+        self._crops = _LRU(memory_bytes // 4)
         self._disk: SliceCache | None = None
         if cache_dir is not None:
             if ":" not in predictor.model_id:
@@ -195,6 +196,35 @@ class EmbeddingStore:
         return self._embedding(features, image)
 
     __getitem__ = get
+
+    def crop(self, index: int, window, *, should_stop: Callable[[], bool] | None = None) -> ImageEmbedding:
+        """The embedding of a crop of slice ``index`` (a :class:`napari_segany.zoom.Window`), encoded
+        with the volume's intensity window, as propagation uses for objects that are small in their
+        slice. Crops are kept in memory (a quarter of ``memory_bytes``), never on disk."""
+        i = self._check(index)
+        image = self.slice(i)[window.slices]
+        h, key = slice_hash(image), (i, window)
+        with self._mem_lock:
+            features = self._crops.get(key, h)
+        if features is not None:
+            self.stats["crop_hits"] += 1
+        else:
+            with self._cond:
+                self._wanted[key] += 1  # a running prefetch yields to this
+                self._cond.notify_all()
+            try:
+                with self._encode_lock:
+                    features = self._encode(image, should_stop)
+            finally:
+                with self._cond:
+                    self._wanted[key] -= 1
+                    if self._wanted[key] <= 0:
+                        del self._wanted[key]
+            self.stats["crops_encoded"] += 1
+            with self._mem_lock:
+                self._crops.put(key, h, features)
+        profile = self.geometry.profile
+        return self._embedding(features, image, Geometry.for_image(image.shape[:2], self.geometry.model_size, profile))
 
     def peek(self, index: int) -> ImageEmbedding | None:
         """The embedding if it is in memory now, else None; never computes."""
@@ -280,11 +310,11 @@ class EmbeddingStore:
                              f"along axis {self.axis} (0..{self.n_slices - 1})")
         return int(index) % self.n_slices
 
-    def _embedding(self, features: np.ndarray, image: np.ndarray) -> ImageEmbedding:
+    def _embedding(self, features: np.ndarray, image: np.ndarray, geometry: Geometry | None = None) -> ImageEmbedding:
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
         guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
-        return ImageEmbedding(features.astype(np.float32), self.geometry, self.predictor.model_id, self.window,
-                              guide=guide)
+        return ImageEmbedding(features.astype(np.float32), geometry or self.geometry, self.predictor.model_id,
+                              self.window, guide=guide)
 
     def _lookup(self, i: int, h: str, count: bool = True) -> np.ndarray | None:
         with self._mem_lock:
