@@ -67,7 +67,8 @@ class ModelMethod:
         from napari_segany.zoom import ZoomPredictor
 
         self.predictor = predictor
-        # the 2D protocols go through the ZoomPredictor when asked; propagation never zooms
+        # the 2D protocols go through the ZoomPredictor when asked; propagation zooms by itself (never on
+        # slices under 427 px, so not on the 256 px sample)
         self.prompter = ZoomPredictor(predictor, **zoom_options) if zoom else predictor
 
     def set_image(self, image: np.ndarray) -> None:
