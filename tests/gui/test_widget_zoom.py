@@ -116,3 +116,34 @@ def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, n
     assert state.cache.get(crop_key(state.ready, first)) is not None  # both crops came from workers
     assert state.cache.get(crop_key(state.ready, expected.window)) is not None
     np.testing.assert_array_equal(state.prediction.mask(0), expected.mask(0))
+
+
+@pytest.mark.parametrize("zoom", [True, False])
+def test_propagation_in_large_slices_follows_the_zoom_checkbox(widget_factory, qtbot, included_model, zoom):
+    from napari_segany.sample_data import load_sample
+
+    volume = np.tile(load_sample("nuclei3d")[28:33], (1, 4, 4))  # 1024 px slices
+    truth = np.zeros(volume.shape, np.uint32)
+    truth[:, 512:768, 512:768] = load_sample("nuclei3d_labels")[28:33]  # the middle tile's nuclei
+    viewer, layer, widget = widget_factory(volume, included_model, zoom=zoom)
+    ids, counts = np.unique(truth[2][truth[2] > 0], return_counts=True)
+    seed_id = int(ids[np.argmax(counts)])
+    start = np.zeros_like(truth)
+    start[2][truth[2] == seed_id] = seed_id
+    target = viewer.add_labels(start.copy(), name="nuclei")
+    widget.set_target_layer(target)
+    target.selected_label = seed_id
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: widget.state.plane is not None and widget.state.plane.fixed == ((0, 2),))
+    wait_ready(qtbot, widget)
+    assert widget.propagator.start(), widget.status_label.text()
+    qtbot.waitUntil(lambda: widget.propagator.job is None, timeout=120_000)
+    store = widget.propagator._store_obj
+    assert (store.stats["crops_encoded"] > 0) == zoom  # crops only with the checkbox on, made in the worker
+    # the same labels as the library's propagate with the same intensity window
+    import napari_segany as sg
+
+    alone = sg.EmbeddingStore(Predictor(included_model), volume, contrast_limits=store.window, prefetch=0)
+    expected = sg.propagate(volume, labels=start, ids=[seed_id], seed_slices=[2], store=alone, zoom=zoom).labels
+    np.testing.assert_array_equal(np.asarray(target.data), expected)
+    assert (expected[[1, 3]] == seed_id).any()  # it went on to the neighbouring slices

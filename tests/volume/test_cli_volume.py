@@ -22,6 +22,7 @@ def test_embed_then_propagate_from_the_cache(nuclei3d, tiny_model_path, tmp_path
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["embedded"] == 0 and report["cached"] == 2  # everything came from the cache
+    assert report["crops"] == 0  # 96 px slices are never zoomed (this model's frame is 1024 px)
     labels = tifffile.imread(out)
     assert labels.shape == (2, 96, 96) and labels.dtype == np.uint16
     assert main(args) == 1  # exists: refuses to overwrite
