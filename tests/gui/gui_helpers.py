@@ -12,6 +12,18 @@ def wait_ready(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=timeout)
 
 
+def show_target(qtbot, viewer, widget, labels, label_id: int, z: int):
+    """``labels`` as the widget's target layer with ``label_id`` selected, slice ``z`` on screen
+    and its embedding ready; returns the layer."""
+    target = viewer.add_labels(labels.copy(), name="nuclei")
+    widget.set_target_layer(target)
+    target.selected_label = label_id
+    viewer.dims.set_current_step(0, z)
+    qtbot.waitUntil(lambda: widget.state.plane is not None and widget.state.plane.fixed == ((0, z),))
+    wait_ready(qtbot, widget)
+    return target
+
+
 def wait_prediction(qtbot, widget, timeout=10_000):
     """Wait until the debounced prediction for the current prompts has run."""
     qtbot.waitUntil(lambda: not widget.controller._predict_timer.isActive(), timeout=timeout)

@@ -1,7 +1,7 @@
 """Propagate (Shift+P) in the real viewer: one undoable step, other objects kept."""
 
 import numpy as np
-from gui_helpers import wait_ready
+from gui_helpers import show_target, wait_ready
 
 from napari_segany.sample_data import load_sample
 
@@ -19,12 +19,7 @@ def test_propagate_selected_label_is_one_undoable_step(widget_factory, qtbot, fa
     start = np.zeros_like(truth, dtype=np.uint32)
     start[5][truth[5] == seed_id] = seed_id
     start[truth == other_id] = other_id  # another object, on every slice it occupies
-    target = viewer.add_labels(start.copy(), name="nuclei")
-    widget.set_target_layer(target)
-    target.selected_label = seed_id
-    viewer.dims.set_current_step(0, 5)
-    qtbot.waitUntil(lambda: widget.state.plane is not None and widget.state.plane.fixed == ((0, 5),))
-    wait_ready(qtbot, widget)
+    target = show_target(qtbot, viewer, widget, start, seed_id, 5)
 
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 from geometry_helpers import bbox, tiled
-from gui_helpers import click, wait_prediction, wait_ready
+from gui_helpers import click, show_target, wait_prediction, wait_ready
 
 from napari_segany import Predictor
 from napari_segany._widget.zoom import crop_key
@@ -130,12 +130,7 @@ def test_propagation_in_large_slices_follows_the_zoom_checkbox(widget_factory, q
     seed_id = int(ids[np.argmax(counts)])
     start = np.zeros_like(truth)
     start[2][truth[2] == seed_id] = seed_id
-    target = viewer.add_labels(start.copy(), name="nuclei")
-    widget.set_target_layer(target)
-    target.selected_label = seed_id
-    viewer.dims.set_current_step(0, 2)
-    qtbot.waitUntil(lambda: widget.state.plane is not None and widget.state.plane.fixed == ((0, 2),))
-    wait_ready(qtbot, widget)
+    target = show_target(qtbot, viewer, widget, start, seed_id, 2)
     assert widget.propagator.start(), widget.status_label.text()
     qtbot.waitUntil(lambda: widget.propagator.job is None, timeout=120_000)
     store = widget.propagator._store_obj
