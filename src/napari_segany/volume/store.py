@@ -49,21 +49,22 @@ def volume_window(volume, axis: int = 0, *, channel: int | None = None,
 
 
 class _LRU:
-    """index -> (slice hash, float16 features), bounded in bytes."""
+    """key (a slice's index, or (index, window) for a crop) -> (hash of the image encoded, float16
+    features), bounded in bytes."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = int(max_bytes)
-        self.items: OrderedDict[int, tuple[str, np.ndarray]] = OrderedDict()
+        self.items: OrderedDict[object, tuple[str, np.ndarray]] = OrderedDict()
         self.nbytes = 0
 
-    def get(self, index: int, h: str) -> np.ndarray | None:
+    def get(self, index, h: str) -> np.ndarray | None:
         item = self.items.get(index)
         if item is None or item[0] != h:
             return None
         self.items.move_to_end(index)
         return item[1]
 
-    def put(self, index: int, h: str, features: np.ndarray) -> None:
+    def put(self, index, h: str, features: np.ndarray) -> None:
         old = self.items.pop(index, None)
         if old is not None:
             self.nbytes -= old[1].nbytes
