@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
+from contextlib import contextmanager
 from typing import Callable, Iterable
 
 import numpy as np
@@ -210,22 +211,12 @@ class EmbeddingStore:
         if features is not None:
             self.stats["crop_hits"] += 1
         else:
-            with self._cond:
-                self._wanted[key] += 1  # a running prefetch yields to this
-                self._cond.notify_all()
-            try:
-                with self._encode_lock:
-                    features = self._encode(image, should_stop)
-            finally:
-                with self._cond:
-                    self._wanted[key] -= 1
-                    if self._wanted[key] <= 0:
-                        del self._wanted[key]
+            with self._wanting(key), self._encode_lock:
+                features = self._encode(image, should_stop)
             self.stats["crops_encoded"] += 1
             with self._mem_lock:
                 self._crops.put(key, h, features)
-        profile = self.geometry.profile
-        return self._embedding(features, image, Geometry.for_image(image.shape[:2], self.geometry.model_size, profile))
+        return self._embedding(features, image)
 
     def peek(self, index: int) -> ImageEmbedding | None:
         """The embedding if it is in memory now, else None; never computes."""
@@ -311,11 +302,13 @@ class EmbeddingStore:
                              f"along axis {self.axis} (0..{self.n_slices - 1})")
         return int(index) % self.n_slices
 
-    def _embedding(self, features: np.ndarray, image: np.ndarray, geometry: Geometry | None = None) -> ImageEmbedding:
+    def _embedding(self, features: np.ndarray, image: np.ndarray) -> ImageEmbedding:
+        """``features`` of ``image`` (a slice, or a crop of one) as an embedding of it."""
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
         guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
-        return ImageEmbedding(features.astype(np.float32), geometry or self.geometry, self.predictor.model_id,
-                              self.window, guide=guide)
+        geometry = Geometry.for_image(image.shape[:2], self.geometry.model_size, self.geometry.profile)
+        return ImageEmbedding(features.astype(np.float32), geometry, self.predictor.model_id, self.window,
+                              guide=guide)
 
     def _lookup(self, i: int, h: str, count: bool = True) -> np.ndarray | None:
         with self._mem_lock:
@@ -345,16 +338,28 @@ class EmbeddingStore:
         with self._mem_lock:
             self._memory.put(i, h, features)
 
-    def _compute_now(self, i: int, image: np.ndarray, h: str, should_stop) -> np.ndarray:
+    @contextmanager
+    def _wanting(self, key):
+        """A caller waits for ``key`` (a slice's index, or (index, window) for a crop) meanwhile:
+        a running prefetch of anything else yields."""
         with self._cond:
-            self._wanted[i] += 1
+            self._wanted[key] += 1
             self._cond.notify_all()
-            while self._inflight == i:  # the worker is on this very slice: wait for it
-                self._cond.wait(0.05)
-                if should_stop is not None and should_stop():
-                    self._wanted[i] -= 1
-                    raise Cancelled("embedding was cancelled")
         try:
+            yield
+        finally:
+            with self._cond:
+                self._wanted[key] -= 1
+                if self._wanted[key] <= 0:
+                    del self._wanted[key]
+
+    def _compute_now(self, i: int, image: np.ndarray, h: str, should_stop) -> np.ndarray:
+        with self._wanting(i):
+            with self._cond:
+                while self._inflight == i:  # the worker is on this very slice: wait for it
+                    self._cond.wait(0.05)
+                    if should_stop is not None and should_stop():
+                        raise Cancelled("embedding was cancelled")
             with self._encode_lock:
                 features = self._lookup(i, h, count=False)
                 if features is not None:
@@ -364,11 +369,6 @@ class EmbeddingStore:
                 if self._disk is not None:
                     self._disk.write(i, h, features)
                 return features
-        finally:
-            with self._cond:
-                self._wanted[i] -= 1
-                if self._wanted[i] <= 0:
-                    del self._wanted[i]
 
     def _work(self) -> None:
         while True:
