@@ -59,6 +59,12 @@ class Window:
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
 
+    def paste(self, masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """``masks`` (..., height, width) of this crop placed in (..., *shape) ones of the image."""
+        out = np.zeros(masks.shape[:-2] + tuple(shape), bool)
+        out[(..., *self.slices)] = masks
+        return out
+
     def contains(self, rowcol: np.ndarray) -> bool:
         """True if every (row, col) of the (N, 2) array lies inside the crop."""
         p = np.asarray(rowcol, float).reshape(-1, 2)
@@ -356,11 +362,7 @@ class ZoomPredictor:
         return self._paste(window, upscale_logits(torch.from_numpy(logits), self._geometry(window)).numpy() > 0)
 
     def _paste(self, window: Window | None, masks: np.ndarray) -> np.ndarray:
-        if window is None:
-            return masks
-        out = np.zeros(masks.shape[:-2] + tuple(self._full.original_size), bool)
-        out[(..., *window.slices)] = masks
-        return out
+        return masks if window is None else window.paste(masks, self._full.original_size)
 
     @staticmethod
     def _crop(window: Window | None, mask: np.ndarray) -> np.ndarray:

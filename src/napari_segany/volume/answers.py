@@ -29,9 +29,9 @@ def slice_windows(previous: list[np.ndarray], model_size: int) -> list[Window | 
     chosen: list[Window] = []
     out: list[Window | None] = []
     for mask in previous:
-        own = crop_window(mask, model_size)
+        extent = bbox(mask)
+        own = zoom_window(extent, mask.shape, model_size)
         if own is not None:
-            extent = bbox(mask)
             margin = SHARE_MARGIN * (max(extent[2] - extent[0], extent[3] - extent[1]) + 1)
             shared = [c for c in chosen if own.side / MIN_GAIN <= c.side <= own.side * MIN_GAIN
                       and _holds(c, extent, margin, mask.shape)]
@@ -72,9 +72,5 @@ def slice_answers(store, predictor, index: int, previous: list[np.ndarray], mode
         preds = predictor.predict_batch(**build_prompts(predictor, inputs, mode))
         for k, m, pred in zip(members, inputs, preds):
             mask, score = choose_candidate(pred, m)
-            if window is not None:
-                full = np.zeros(previous[k].shape, bool)
-                full[window.slices] = mask
-                mask = full
-            answers[k] = (mask, score)
+            answers[k] = (mask if window is None else window.paste(mask, previous[k].shape), score)
     return answers, len(groups)

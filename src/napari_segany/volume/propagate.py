@@ -238,10 +238,11 @@ def propagate(
         if cancelled:
             break
         active = survivors
-        whole = [f for f in active if not zoom or crop_window(f.mask, predictor.model.image_size) is None]
-        if store.prefetch_radius > 0 and whole:  # crops are computed when needed
-            store.prefetch(sorted({f.z + k * f.direction for f in whole for k in (1, 2)
-                                   if 0 <= f.z + k * f.direction < n}))
+        if store.prefetch_radius > 0:  # whole slices only: crops are computed when needed
+            whole = [f for f in active if not zoom or crop_window(f.mask, predictor.model.image_size) is None]
+            if whole:
+                store.prefetch(sorted({f.z + k * f.direction for f in whole for k in (1, 2)
+                                       if 0 <= f.z + k * f.direction < n}))
     if cancelled:
         for f in active:
             if not any(s.seed == f.seed and s.direction == f.direction for s in reports[f.label_id].stops):
