@@ -12,6 +12,7 @@ from ..labels import commit_mask, next_label_id
 from ..model import ModelInfo
 from ..predictor import Cancelled
 from .answers import crop_window, slice_answers
+from .checks import check_axis, check_slice, check_spacing, check_volume
 from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
 from .report import Changes, ObjectReport, PropagationResult, Stop
 from .store import EmbeddingStore, take_slice
@@ -135,14 +136,14 @@ def propagate(
     PropagationResult
         ``labels`` (a new array), per-object reports, and ``changes``.
     """
-    spatial = _check_volume(volume)
-    axis = _check_axis(axis, len(spatial))
+    spatial = check_volume(volume)
+    axis = check_axis(axis, len(spatial))
     n = spatial[axis]
     plane_shape = tuple(s for i, s in enumerate(spatial) if i != axis)
     if min(plane_shape) < 8:
         raise ValueError(f"slices along axis {axis} are {plane_shape[0]} x {plane_shape[1]} pixels, too small to "
                          "segment (at least 8 x 8); choose another axis, or for a 2D RGB image use Predictor")
-    spacing = _check_spacing(spacing, len(spatial))
+    spacing = check_spacing(spacing, len(spatial))
     mode = check_mode(prompt)
     if store is None:
         if predictor is None:
@@ -161,7 +162,7 @@ def propagate(
         labels, seed_masks = seed_masks, None
     original, out = _labels_out(labels, spatial, seed_masks, label_id)
     seeds = _collect_seeds(out, axis, n, plane_shape, seed_masks, labels, ids, seed_slices, label_id, overwrite)
-    approved_set = {_check_slice(z, n, axis, "approved slice") for z in (approved or ())}
+    approved_set = {check_slice(z, n, axis, "approved slice") for z in (approved or ())}
 
     factor = allowed_area_factor(float(area_change), step_ratio(spacing, axis))
     fronts: list[_Front] = []
@@ -261,42 +262,6 @@ def _remaining(fronts: list[_Front], n: int) -> int:
 
 
 # -- validation -------------------------------------------------------------------
-def _check_volume(volume) -> tuple[int, ...]:
-    if not hasattr(volume, "shape") or not hasattr(volume, "__getitem__"):
-        raise TypeError(f"volume must be an array (numpy, zarr, dask...), got {type(volume).__name__}")
-    shape = tuple(int(s) for s in volume.shape)
-    if len(shape) == 2:
-        raise ValueError(f"volume has shape {shape}, which is a 2D image; propagate needs a volume "
-                         "(Z, Y, X) or a series (T, Y, X). Segment a 2D image with Predictor.predict")
-    if len(shape) not in (3, 4):
-        raise ValueError(f"volume has shape {shape}; pass a 3D (Z, Y, X) volume, or 4D (Z, Y, X, C) "
-                         "with channels last")
-    return shape[:3]
-
-
-def _check_axis(axis, ndim: int) -> int:
-    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
-        raise ValueError(f"axis={axis!r} is not one of the volume's {ndim} spatial axes (0..{ndim - 1})")
-    return int(axis) % ndim
-
-
-def _check_spacing(spacing, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    values = tuple(float(s) for s in spacing)
-    if len(values) != ndim or not all(np.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"spacing must be {ndim} positive numbers (one voxel size per axis, e.g. the "
-                         f"layer's scale), got {spacing!r}")
-    return values
-
-
-def _check_slice(z, n: int, axis: int, what: str = "seed slice") -> int:
-    if not isinstance(z, (int, np.integer)) or not 0 <= z < n:
-        raise ValueError(f"{what} {z!r} is outside the volume, which has {n} slices along axis {axis} "
-                         f"(0..{n - 1})")
-    return int(z)
-
-
 def _labels_out(labels, spatial, seed_masks, label_id) -> tuple[np.ndarray | None, np.ndarray]:
     if labels is not None:
         labels = np.asarray(labels)
@@ -325,7 +290,7 @@ def _collect_seeds(out, axis, n, plane_shape, seed_masks, labels, ids, seed_slic
                             "of the image's shape")
         new_id = label_id if label_id is not None else next_label_id(out)
         for z, mask in seed_masks.items():
-            z = _check_slice(z, n, axis)
+            z = check_slice(z, n, axis)
             mask = np.asarray(mask)
             if mask.shape != plane_shape:
                 raise ValueError(f"the seed mask on slice {z} has shape {mask.shape}, but slices along axis "
@@ -348,7 +313,7 @@ def _collect_seeds(out, axis, n, plane_shape, seed_masks, labels, ids, seed_slic
         wanted = sorted(set().union(*present.values())) if ids is None else [int(i) for i in ids]
         if not wanted:
             raise ValueError("the labels volume is empty: draw an object on one slice first")
-        zs = range(n) if seed_slices is None else [_check_slice(z, n, axis) for z in seed_slices]
+        zs = range(n) if seed_slices is None else [check_slice(z, n, axis) for z in seed_slices]
         for oid in wanted:
             for z in zs:
                 if oid in present[z]:

@@ -4,7 +4,7 @@ prefetch of neighbours, and an optional disk cache (see :mod:`.cache`)."""
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterable
 
@@ -13,6 +13,8 @@ import numpy as np
 from ..predictor import Cancelled, ImageEmbedding
 from ..preprocess import DEFAULT_PERCENTILES, Geometry, intensity_window
 from .cache import SliceCache, slice_hash
+from .checks import check_axis
+from .memory import ByteLRU
 
 __all__ = ["EmbeddingStore", "volume_window"]
 
@@ -47,33 +49,6 @@ def volume_window(volume, axis: int = 0, *, channel: int | None = None,
         step = max(1, int(np.ceil(np.sqrt(plane.shape[0] * plane.shape[1] / WINDOW_SAMPLE_PIXELS))))
         parts.append(plane[::step, ::step].reshape(-1, 1, plane.shape[-1]))
     return intensity_window(np.concatenate(parts), percentiles=percentiles)
-
-
-class _LRU:
-    """key (a slice's index, or (index, window) for a crop) -> (hash of the image encoded, float16
-    features), bounded in bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = int(max_bytes)
-        self.items: OrderedDict[object, tuple[str, np.ndarray]] = OrderedDict()
-        self.nbytes = 0
-
-    def get(self, index, h: str) -> np.ndarray | None:
-        item = self.items.get(index)
-        if item is None or item[0] != h:
-            return None
-        self.items.move_to_end(index)
-        return item[1]
-
-    def put(self, index, h: str, features: np.ndarray) -> None:
-        old = self.items.pop(index, None)
-        if old is not None:
-            self.nbytes -= old[1].nbytes
-        self.items[index] = (h, features)
-        self.nbytes += features.nbytes
-        while self.nbytes > self.max_bytes and len(self.items) > 1:
-            _, (_, dropped) = self.items.popitem(last=False)
-            self.nbytes -= dropped.nbytes
 
 
 class EmbeddingStore:
@@ -118,11 +93,9 @@ class EmbeddingStore:
         if len(volume.shape) not in (3, 4):
             raise ValueError(f"volume has shape {tuple(volume.shape)}; pass a 3D (Z, Y, X) volume, or 4D "
                              "(Z, Y, X, C) with channels last; for a single 2D image use Predictor")
-        if not isinstance(axis, (int, np.integer)) or not -spatial <= axis < spatial:
-            raise ValueError(f"axis={axis!r} is not one of the volume's {spatial} spatial axes (0..{spatial - 1})")
         self.predictor = predictor
         self.volume = volume
-        self.axis = int(axis) % spatial
+        self.axis = check_axis(axis, spatial)
         self.channel = channel
         self.n_slices = int(volume.shape[self.axis])
         model = predictor.model
@@ -135,8 +108,8 @@ class EmbeddingStore:
         self.slice_shape = plane_shape
         self.geometry = Geometry.for_image(plane_shape, model.image_size, profile)
         self.stats: Counter = Counter()
-        self._memory = _LRU(memory_bytes)
-        self._crops = _LRU(memory_bytes // 4)
+        self._memory = ByteLRU(memory_bytes)
+        self._crops = ByteLRU(memory_bytes // 4)
         self._disk: SliceCache | None = None
         if cache_dir is not None:
             if ":" not in predictor.model_id:

@@ -1,0 +1,41 @@
+"""Checks of the arguments of volume functions, each raising an error that says what to pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_volume(volume) -> tuple[int, ...]:
+    if not hasattr(volume, "shape") or not hasattr(volume, "__getitem__"):
+        raise TypeError(f"volume must be an array (numpy, zarr, dask...), got {type(volume).__name__}")
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) == 2:
+        raise ValueError(f"volume has shape {shape}, which is a 2D image; propagate needs a volume "
+                         "(Z, Y, X) or a series (T, Y, X). Segment a 2D image with Predictor.predict")
+    if len(shape) not in (3, 4):
+        raise ValueError(f"volume has shape {shape}; pass a 3D (Z, Y, X) volume, or 4D (Z, Y, X, C) "
+                         "with channels last")
+    return shape[:3]
+
+
+def check_axis(axis, ndim: int) -> int:
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"axis={axis!r} is not one of the volume's {ndim} spatial axes (0..{ndim - 1})")
+    return int(axis) % ndim
+
+
+def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    values = tuple(float(s) for s in spacing)
+    if len(values) != ndim or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing must be {ndim} positive numbers (one voxel size per axis, e.g. the "
+                         f"layer's scale), got {spacing!r}")
+    return values
+
+
+def check_slice(z, n: int, axis: int, what: str = "seed slice") -> int:
+    if not isinstance(z, (int, np.integer)) or not 0 <= z < n:
+        raise ValueError(f"{what} {z!r} is outside the volume, which has {n} slices along axis {axis} "
+                         f"(0..{n - 1})")
+    return int(z)
