@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .refine import REFINER_PREFIX
+from .scoring import SCORER_PREFIX
 
 ARCH_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 ARCH_DEPTHS = {"vit_b": 12, "vit_l": 24, "vit_h": 32}
@@ -57,8 +58,9 @@ HEAD_SIGNATURE = (
 )
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
-#: Also kept: our models' boundary refiner (:mod:`napari_segany.refine`).
-_KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX,)
+#: Also kept: our models' boundary refiner (:mod:`napari_segany.refine`) and candidate scorer
+#: (:mod:`napari_segany.scoring`).
+_KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX, SCORER_PREFIX)
 
 
 class StateDict(dict):

@@ -23,6 +23,7 @@ from .preprocess import (
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
 from .refine import guide_from_unit, logit_cell, refine_logits
+from .scoring import rescored, single_click
 from .regions import check_regions, keep_prompted
 from .outputs import ImageEmbedding, Prediction
 from .views import check_view_count, move_logits, views as view_list
@@ -108,19 +109,21 @@ class Predictor:
             g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
             features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
             embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window)))
-        guide = guide_from_unit(unit) if self._refines else None
+        guide = guide_from_unit(unit) if self._guided else None
         return replace(embeddings[0][1], views=tuple(embeddings[1:]), guide=guide)
 
     @property
-    def _refines(self) -> bool:
-        return self.model.refiner is not None and self.model.info.preprocess != "medsam"
+    def _guided(self) -> bool:
+        """Whether embeddings carry the image (``guide``) for the model's refiner or scorer."""
+        has = self.model.refiner is not None or getattr(self.model, "scorer", None) is not None
+        return has and self.model.info.preprocess != "medsam"
 
     def guide_image(self, image, window: tuple[float, float], *, channel: int | None = None,
                     rgb: bool | None = None) -> np.ndarray | None:
         """The ``guide`` of an :class:`ImageEmbedding` of ``image`` encoded with intensity
-        ``window`` (None when the model has no boundary refiner): for embeddings kept
+        ``window`` (None when the model has no boundary refiner nor scorer): for embeddings kept
         without it, e.g. on disk."""
-        if not self._refines:
+        if not self._guided:
             return None
         return guide_from_unit(to_unit_range(as_2d_channels(image, channel=channel, rgb=rgb), window))
 
@@ -205,7 +208,24 @@ class Predictor:
         multimask : bool
             True returns 3 candidates (for an ambiguous single prompt), False
             returns 1 (better for several prompts at once).
+
+        When the model has a candidate scorer (:mod:`napari_segany.scoring`),
+        the candidates for a single positive click with ``multimask`` are
+        ordered by its predicted IoU, which is their ``scores``; otherwise by
+        the decoder's.
         """
+        res = self._predict(points, labels, box, mask_input, multimask)
+        return self.rescore(res, single_click(points, labels, box, mask_input, multimask))
+
+    def rescore(self, prediction: Prediction, point) -> Prediction:
+        """``prediction`` (on the current embedding's image) reordered by the model's candidate
+        scorer for the click ``point`` (row, col); unchanged when there is no scorer or no point."""
+        scorer = getattr(self.model, "scorer", None)
+        guide = None if self._embedding is None else self._embedding.guide
+        return rescored(prediction, scorer, guide, point)
+
+    def _predict(self, points=None, labels=None, box=None, mask_input=None, multimask: bool = True) -> Prediction:
+        """:meth:`predict` with the decoder's order and scores."""
         if self._embedding is None:
             raise RuntimeError("no image is set: call set_image(image) or set_embedding(...) first")
         prompts = prepare_prompts(

@@ -21,6 +21,7 @@ from .checkpoint import (
 )
 from .model import ModelInfo, Sam, build_sam
 from .refine import REFINER_PREFIX, build_refiner
+from .scoring import SCORER_PREFIX, build_scorer
 
 __all__ = ["load_model", "model_from_state_dict", "resolve_device"]
 
@@ -123,8 +124,10 @@ def model_from_state_dict(
     dev = resolve_device(device)
     if refiner is None:
         refiner = getattr(state_dict, "config", {}).get("refiner")
+    scorer = getattr(state_dict, "config", {}).get("scorer")
     refiner_sd = {k[len(REFINER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(REFINER_PREFIX)}
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(REFINER_PREFIX)}
+    scorer_sd = {k[len(SCORER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(SCORER_PREFIX)}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith((REFINER_PREFIX, SCORER_PREFIX))}
     model = _build_on_meta(arch, image_size)
     if model is not None:
         _check_keys(model, state_dict, arch)
@@ -137,21 +140,24 @@ def model_from_state_dict(
         _check_keys(model, state_dict, arch)
         _load(model, state_dict, arch, assign=False)
     if refiner_sd:
-        model.refiner = _refiner(refiner, refiner_sd)
+        model.refiner = _part("refiner", build_refiner, refiner, refiner_sd)
+    if scorer_sd:
+        model.scorer = _part("scorer", build_scorer, scorer, scorer_sd)
     return model.to(dev).eval()
 
 
-def _refiner(config: dict | None, state_dict: dict) -> torch.nn.Module:
+def _part(name: str, build, config: dict | None, state_dict: dict) -> torch.nn.Module:
+    """One of our models' extra nets (refiner, scorer) from its settings and weights."""
     if config is None:
-        raise ValueError("The checkpoint has refiner weights but no refiner settings in its config; "
+        raise ValueError(f"The checkpoint has {name} weights but no {name} settings in its config; "
                          "it is damaged or was written by another program: reinstall or re-export it.")
-    refiner = build_refiner(config)
+    net = build(config)
     try:
-        refiner.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+        net.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"The checkpoint's refiner weights do not fit its settings {config!r} ({err}); "
+        raise ValueError(f"The checkpoint's {name} weights do not fit its settings {config!r} ({err}); "
                          "reinstall or re-export the file.") from None
-    return refiner
+    return net
 
 
 def _build_on_meta(arch: str, image_size: int) -> Sam | None:

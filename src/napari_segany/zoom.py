@@ -27,6 +27,7 @@ from .predictor import ImageEmbedding, Prediction, Predictor
 from .preprocess import Geometry, mask_to_logits, upscale_logits
 from .prompts import check_mask_input
 from .regions import best_overlap
+from .scoring import single_click
 
 # Chosen on held-out generated scenes (training.evaluate --synthetic), not on the real sample data.
 OBJECT_FRACTION = 1 / 4
@@ -248,7 +249,7 @@ class ZoomPredictor:
         if window is not None and self._embedding(window) is None:
             window = None  # the crop's embedding is not ready: answer on the whole image meanwhile
         if first is not None and window is None:
-            return first
+            return self._rescored(first, prompts, multimask)
         whole_input = mask_input
         if mask_input is not None and window != source:
             if previous is None:
@@ -260,11 +261,19 @@ class ZoomPredictor:
                 if previous is None:
                     previous = self._full_mask(whole_input, source)
                 whole_input = mask_to_logits(previous, self._full.geometry, self.predictor.model.low_res_size)
-            first = self.predictor.predict(mask_input=whole_input, multimask=multimask, **prompts)
+            first = self.predictor._predict(mask_input=whole_input, multimask=multimask, **prompts)
         res = self._answer(window, mask_input=mask_input, multimask=multimask, whole=first, **prompts)
         if clicked and window is not None:
             res = self._closer(res, first, multimask, prompts)
-        return res
+        return self._rescored(res, prompts, multimask) if clicked else res
+
+    def _rescored(self, res: Prediction, prompts: dict, multimask: bool) -> Prediction:
+        """A click's final answer reordered by the model's candidate scorer (:mod:`napari_segany.scoring`)."""
+        point = single_click(prompts["points"], prompts["labels"], None, None, multimask)
+        if point is None:
+            return res
+        self._last = self.predictor.rescore(res, point)
+        return self._last
 
     def _closer(self, res: Prediction, whole: Prediction, multimask: bool, prompts: dict) -> Prediction:
         """A click's answer from a crop set by the whole image's mask, or, when the crop's own mask
@@ -291,14 +300,14 @@ class ZoomPredictor:
                 whole: Prediction | None = None) -> Prediction:
         pred = self.predictor
         if window is None:
-            res = pred.predict(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask)
+            res = pred._predict(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask)
         else:
             offset = np.array([window.top, window.left], float)
             crop_points = None if points is None else np.asarray(points, float).reshape(-1, 2) - offset
             crop_box = None if box is None else np.asarray(box, float).reshape(4) - np.tile(offset, 2)
             pred.set_embedding(self._embedding(window))
             try:
-                res = pred.predict(points=crop_points, labels=labels, box=crop_box, mask_input=mask_input,
+                res = pred._predict(points=crop_points, labels=labels, box=crop_box, mask_input=mask_input,
                                    multimask=multimask)
                 crop_logits = pred._image_logits()
             finally:

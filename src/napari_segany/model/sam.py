@@ -67,6 +67,7 @@ class Sam(nn.Module):
         #: Optional boundary refinement of the upscaled masks (:mod:`napari_segany.refine`),
         #: attached by the loader when the checkpoint carries one.
         self.refiner: nn.Module | None = None
+        self.scorer: nn.Module | None = None  # napari_segany.scoring.CandidateScorer, for our own models
 
     @property
     def embedding_size(self) -> int:
