@@ -342,3 +342,26 @@ def test_refiner_windows_are_batched_without_the_padding_counting():
         else:
             assert valid[b].all()  # a window inside the large crop
     assert {int(v.sum()) for v in valid} == {40 * 70, WINDOW * WINDOW}
+
+
+def test_third_stage_exports_the_model_with_its_candidate_scorer(tmp_path, capsys):
+    """``training.scorer``: clicks on generated scenes answered by the model as served, the
+    scorer trained on their candidates and added to a copy of the model's file, which loads."""
+    from napari_segany.benchmark import randomise_weights
+    from napari_segany.model import build_sam
+    from napari_segany.scoring import CandidateScorer
+    from napari_segany.weights import load_model
+    from training.scorer import main
+
+    model = build_sam("vit_t", 512)
+    randomise_weights(model, seed=0)
+    source, scored = tmp_path / "model.pt", tmp_path / "scored.pt"
+    torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": 512, "name": "smoke"}}, source)
+    assert main(["--model", str(source), "--export", str(scored), "--scenes", "1", "--steps", "2",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert '"step": 2' in out and "clicks from 1 scenes" in out
+    config = torch.load(scored, map_location="cpu", weights_only=True)["config"]
+    assert config["name"] == "smoke" and config["scorer"]["training"]["steps"] == 2
+    loaded = load_model(scored, device="cpu")
+    assert isinstance(loaded.scorer, CandidateScorer) and loaded.refiner is None

@@ -47,7 +47,8 @@ from napari_segany.weights import load_model
 
 from .prompts import jittered_box, random_point, sampled_correction
 from .synth import generate
-from .train import _save_atomically, scene_shape
+from .stages import export_part, stage_parser
+from .train import scene_shape
 
 SEED_OFFSET = 3_000_000
 OBJECTS_PER_SCENE = 12
@@ -147,25 +148,11 @@ def train_refiner(examples, steps: int, seed: int, lr: float = 2e-3, batch: int 
 
 def export(model_path: Path, refiner: MaskRefiner, dest: Path, training: dict) -> str:
     """The model's file with ``refiner`` added (float16), written atomically; returns its sha256."""
-    from napari_segany.checkpoint import file_hash
-
-    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in ckpt["model"].items() if not k.startswith(REFINER_PREFIX)}
-    state.update({REFINER_PREFIX + k: v.detach().half().contiguous() for k, v in refiner.state_dict().items()})
-    config = {**ckpt["config"], "refiner": {**refiner.config, "training": training}}
-    _save_atomically({"model": state, "config": config}, dest)
-    return file_hash(dest, "sha256")
+    return export_part(model_path, REFINER_PREFIX, "refiner", refiner, dest, training)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.refiner", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, type=Path, help="the model's file (our format)")
-    p.add_argument("--export", required=True, type=Path, help="file to write: the model with its refiner")
-    p.add_argument("--scenes", type=int, default=600)
-    p.add_argument("--steps", type=int, default=2400)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    return p.parse_args(argv)
+    return stage_parser("python -m training.refiner", __doc__.split("\n\n")[0], "refiner", 600, 2400).parse_args(argv)
 
 
 def main(argv=None) -> int:

@@ -399,11 +399,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(training.refiner; needs --export)")
     p.add_argument("--refiner-scenes", type=int, default=600, help="scenes for the refiner's examples")
     p.add_argument("--refiner-steps", type=int, default=2400, help="refiner training steps")
+    p.add_argument("--scorer", action="store_true",
+                   help="after the refiner, train the candidate scorer on the exported file's served answers and "
+                        "add it there (training.scorer; needs --refiner)")
     p.add_argument("--export", type=Path, default=None,
                    help="also write the float16 copy that ships in the package to this path")
     args = p.parse_args(argv)
     if args.refiner and args.export is None:
         p.error("--refiner trains on the exported file: give --export PATH too")
+    if args.scorer and not args.refiner:
+        p.error("--scorer judges the refined masks the model serves: give --refiner (and --export) too")
     if args.minutes is None and args.steps is None:
         args.minutes = 85.0
     return args
@@ -490,9 +495,15 @@ def main(argv=None) -> int:
     if args.refiner:  # second stage: the boundary refiner, trained on the exported model's answers
         from .refiner import main as train_refiner
 
-        return train_refiner(["--model", str(args.export), "--export", str(args.export), "--seed", str(args.seed),
-                              "--scenes", str(args.refiner_scenes), "--steps", str(args.refiner_steps)]
-                             + (["--threads", str(args.threads)] if args.threads else []))
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        stages = ["--model", str(args.export), "--export", str(args.export), "--seed", str(args.seed)]
+        status = train_refiner(stages + ["--scenes", str(args.refiner_scenes), "--steps", str(args.refiner_steps)]
+                               + threads)
+        if status or not args.scorer:
+            return status
+        from .scorer import main as train_scorer  # third stage: the candidate scorer, on the refined answers
+
+        return train_scorer(stages + threads)
     return 0
 
 

@@ -1,0 +1,36 @@
+"""What the later training stages (the boundary refiner, the candidate scorer) share: their
+command line and how each adds its net to the model's file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .train import _save_atomically
+
+
+def stage_parser(prog: str, description: str, part: str, scenes: int, steps: int) -> argparse.ArgumentParser:
+    """The arguments of a stage that trains ``part`` on a model's file and exports the file with it."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--model", required=True, type=Path, help="the model's file (our format)")
+    p.add_argument("--export", required=True, type=Path, help=f"file to write: the model with its {part}")
+    p.add_argument("--scenes", type=int, default=scenes)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    return p
+
+
+def export_part(model_path: Path, prefix: str, key: str, net: torch.nn.Module, dest: Path, training: dict) -> str:
+    """The model's file with ``net`` added (float16 weights under ``prefix``, its settings and
+    ``training`` under ``config[key]``, replacing any there), written atomically; returns its sha256."""
+    from napari_segany.checkpoint import file_hash
+
+    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in ckpt["model"].items() if not k.startswith(prefix)}
+    state.update({prefix + k: v.detach().half().contiguous() for k, v in net.state_dict().items()})
+    config = {**ckpt["config"], key: {**net.config, "training": training}}
+    _save_atomically({"model": state, "config": config}, dest)
+    return file_hash(dest, "sha256")
