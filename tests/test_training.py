@@ -365,3 +365,17 @@ def test_third_stage_exports_the_model_with_its_candidate_scorer(tmp_path, capsy
     assert config["name"] == "smoke" and config["scorer"]["training"]["steps"] == 2
     loaded = load_model(scored, device="cpu")
     assert isinstance(loaded.scorer, CandidateScorer) and loaded.refiner is None
+
+
+def test_validation_numbers_are_means_over_generated_scenes(tiny_model):
+    """``training.validate`` on one scene of each kind: every number is a mean IoU in [0, 1] and
+    the summaries are the means they say they are."""
+    from napari_segany import Predictor
+    from training.evaluate import ModelMethod
+    from training.validate import validate
+
+    out = validate(ModelMethod(Predictor(tiny_model), zoom=True), scenes=3)
+    numbers = [out[k][p] for k in KINDS for p in ("click", "box", "corrections")]
+    assert all(0.0 <= v <= 1.0 for v in numbers)
+    assert out["mean6"] == pytest.approx(np.mean([out[k][p] for k in KINDS for p in ("click", "box")]))
+    assert out["corrections"] == pytest.approx(np.mean([out[k]["corrections"] for k in KINDS]))

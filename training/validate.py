@@ -1,0 +1,81 @@
+"""The validation rule's numbers: 24 generated scenes drawn like the held-out ones but with seed 1
+(kinds in turn, 512 x 512, up to 20 objects of at least 30 px each), served zoomed with one view.
+
+    python -m training.validate --model PATH [--no-scorer]
+
+Prints one JSON line: per kind the mean IoU of one click, of the tight box and over 4 correction
+clicks (the evaluation's rules, :mod:`training.evaluate`); ``mean6``, the mean of the three
+kinds' click and box numbers; ``corrections``, the mean over kinds of the correction numbers.
+Choices about serving and later training stages are made on these numbers, never on the real
+data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+
+from napari_segany import Predictor
+from napari_segany.weights import load_model
+
+from .evaluate import N_CORRECTIONS, ModelMethod, iou
+from .prompts import centre_correction, farthest_interior_point, tight_box
+from .synth import KINDS, generate
+
+SCENES, SEED, OFFSET = 24, 1, 2_000_000
+
+
+def corrections(method: ModelMethod, gt: np.ndarray, point, mask, state) -> list[float]:
+    """IoU after each of up to 4 centre corrections (the last one repeated when none is left)."""
+    points, labels, curve = [point], [1], []
+    for _ in range(N_CORRECTIONS):
+        click = centre_correction(mask, gt)
+        if click is None:
+            curve.append(curve[-1] if curve else iou(mask, gt))
+            continue
+        points.append(click[:2])
+        labels.append(click[2])
+        mask, state = method.refine(points, labels, state)
+        curve.append(iou(mask, gt))
+    return curve
+
+
+def validate(method: ModelMethod, scenes: int = SCENES) -> dict:
+    res = {k: {"click": [], "box": [], "corrections": []} for k in KINDS}
+    for i in range(scenes):
+        kind = KINDS[i % len(KINDS)]
+        sample = generate(np.random.default_rng([SEED, OFFSET + i]), (512, 512), kind)
+        method.set_image(sample.image)
+        for gt in [m for m in sample.masks if np.count_nonzero(m) >= 30][:20]:
+            point = farthest_interior_point(gt)
+            mask, state = method.click(point)
+            res[kind]["click"].append(iou(mask, gt))
+            res[kind]["box"].append(iou(method.box(tight_box(gt)), gt))
+            res[kind]["corrections"].append(corrections(method, gt, point, mask, state))
+    out: dict = {k: {p: float(np.mean(v)) for p, v in r.items()} for k, r in res.items()}
+    out["mean6"] = float(np.mean([out[k][p] for k in KINDS for p in ("click", "box")]))
+    out["corrections"] = float(np.mean([out[k]["corrections"] for k in KINDS]))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.validate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="checkpoint path or registry name")
+    p.add_argument("--no-scorer", action="store_true", help="serve without the model's candidate scorer")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, device="cpu")
+    if args.no_scorer:
+        model.scorer = None
+    print(json.dumps(validate(ModelMethod(Predictor(model), zoom=True))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
