@@ -33,7 +33,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,11 +42,10 @@ from napari_segany import Predictor
 from napari_segany.preprocess import to_unit_range, upscale_logits
 from napari_segany.refine import (REFINER_PREFIX, MaskRefiner, guide_from_unit, logit_cell, net_inputs,
                                   object_crop)
-from napari_segany.weights import load_model
 
 from .prompts import jittered_box, random_point, sampled_correction
 from .synth import generate
-from .stages import export_part, stage_parser
+from .stages import finish_stage, stage_parser, start_stage
 from .train import scene_shape
 
 SEED_OFFSET = 3_000_000
@@ -146,32 +144,17 @@ def train_refiner(examples, steps: int, seed: int, lr: float = 2e-3, batch: int 
     return net.eval()
 
 
-def export(model_path: Path, refiner: MaskRefiner, dest: Path, training: dict) -> str:
-    """The model's file with ``refiner`` added (float16), written atomically; returns its sha256."""
-    return export_part(model_path, REFINER_PREFIX, "refiner", refiner, dest, training)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     return stage_parser("python -m training.refiner", __doc__.split("\n\n")[0], "refiner", 600, 2400).parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    model = load_model(args.model, device="cpu")
-    model.refiner = None  # the masks to refine are the model's own
+    model, started = start_stage(args, "refiner")  # the masks to refine are the model's own
     examples = make_examples(Predictor(model), args.scenes, args.seed)
-    t1 = time.perf_counter()
-    print(f"{len(examples)} objects from {args.scenes} scenes in {t1 - t0:.0f} s", flush=True)
+    print(f"{len(examples)} objects from {args.scenes} scenes in {time.perf_counter() - started:.0f} s", flush=True)
     net = train_refiner(examples, args.steps, args.seed, log=lambda line: print(line, flush=True))
-    seconds = round(time.perf_counter() - t0, 1)
-    training = {"seed": args.seed, "scenes": args.scenes, "steps": args.steps, "objects": len(examples),
-                "seconds": seconds, "torch": str(torch.__version__)}
-    digest = export(args.model, net, args.export, training)
-    print(f"refiner trained in {seconds:.0f} s; exported {args.export}, sha256 {digest}", flush=True)
-    return 0
+    return finish_stage(args, net, REFINER_PREFIX, "refiner", started, {"objects": len(examples)})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,13 +41,12 @@ from napari_segany import Predictor
 from napari_segany.preprocess import to_unit_range
 from napari_segany.refine import guide_from_unit
 from napari_segany.scoring import SCORER_PREFIX, CandidateScorer, scorer_inputs
-from napari_segany.weights import load_model
 from napari_segany.zoom import ZoomPredictor
 
 from .evaluate import iou
 from .prompts import farthest_interior_point, random_point
 from .synth import generate
-from .stages import export_part, stage_parser
+from .stages import finish_stage, stage_parser, start_stage
 from .train import scene_shape
 
 SEED_OFFSET = 4_000_000
@@ -119,33 +117,18 @@ def train_scorer(examples, steps: int, seed: int, lr: float = 2e-3, log=print) -
     return net.eval()
 
 
-def export(model_path: Path, scorer: CandidateScorer, dest: Path, training: dict) -> str:
-    """The model's file with ``scorer`` added (float16), written atomically; returns its sha256."""
-    return export_part(model_path, SCORER_PREFIX, "scorer", scorer, dest, training)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     return stage_parser("python -m training.scorer", __doc__.split("\n\n")[0], "scorer", 240, 2000).parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    model = load_model(args.model, device="cpu")
-    model.scorer = None  # the candidates to score are in the decoder's order
+    model, started = start_stage(args, "scorer")  # the candidates to score are in the decoder's order
     log = lambda line: print(line, flush=True)  # noqa: E731
     examples = make_examples(ZoomPredictor(Predictor(model)), args.scenes, args.seed, log=log)
-    t1 = time.perf_counter()
-    log(f"{len(examples[2])} clicks from {args.scenes} scenes in {t1 - t0:.0f} s")
+    log(f"{len(examples[2])} clicks from {args.scenes} scenes in {time.perf_counter() - started:.0f} s")
     net = train_scorer(examples, args.steps, args.seed, log=log)
-    seconds = round(time.perf_counter() - t0, 1)
-    training = {"seed": args.seed, "scenes": args.scenes, "steps": args.steps, "clicks": len(examples[2]),
-                "seconds": seconds, "torch": str(torch.__version__)}
-    digest = export(args.model, net, args.export, training)
-    log(f"scorer trained in {seconds:.0f} s; exported {args.export}, sha256 {digest}")
-    return 0
+    return finish_stage(args, net, SCORER_PREFIX, "scorer", started, {"clicks": len(examples[2])})
 
 
 if __name__ == "__main__":

@@ -34,3 +34,32 @@ def export_part(model_path: Path, prefix: str, key: str, net: torch.nn.Module, d
     config = {**ckpt["config"], key: {**net.config, "training": training}}
     _save_atomically({"model": state, "config": config}, dest)
     return file_hash(dest, "sha256")
+
+
+def start_stage(args: argparse.Namespace, part: str):
+    """Threads set, the model's file loaded without its ``part`` (the stage trains a new one on
+    the model's own answers); returns (model, start time)."""
+    import time
+
+    from napari_segany.weights import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    model = load_model(args.model, device="cpu")
+    setattr(model, part, None)
+    return model, started
+
+
+def finish_stage(args: argparse.Namespace, net: torch.nn.Module, prefix: str, part: str, started: float,
+                 counted: dict) -> int:
+    """Exports the model's file with the trained ``net`` and says so; ``counted``: how many
+    examples it learnt from, recorded with the seed, scenes, steps, time and torch version."""
+    import time
+
+    seconds = round(time.perf_counter() - started, 1)
+    training = {"seed": args.seed, "scenes": args.scenes, "steps": args.steps, **counted,
+                "seconds": seconds, "torch": str(torch.__version__)}
+    digest = export_part(args.model, prefix, part, net, args.export, training)
+    print(f"{part} trained in {seconds:.0f} s; exported {args.export}, sha256 {digest}", flush=True)
+    return 0
