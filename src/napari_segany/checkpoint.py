@@ -58,8 +58,7 @@ HEAD_SIGNATURE = (
 )
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
-#: Also kept: our models' boundary refiner (:mod:`napari_segany.refine`) and candidate scorer
-#: (:mod:`napari_segany.scoring`).
+#: Also kept: our models' refiner and scorer (:mod:`napari_segany.refine`, :mod:`napari_segany.scoring`).
 _KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX, SCORER_PREFIX)
 
 

@@ -115,7 +115,7 @@ class Predictor:
     @property
     def _guided(self) -> bool:
         """Whether embeddings carry the image (``guide``) for the model's refiner or scorer."""
-        has = self.model.refiner is not None or getattr(self.model, "scorer", None) is not None
+        has = self.model.refiner is not None or self.model.scorer is not None
         return has and self.model.info.preprocess != "medsam"
 
     def guide_image(self, image, window: tuple[float, float], *, channel: int | None = None,
@@ -220,9 +220,8 @@ class Predictor:
     def rescore(self, prediction: Prediction, point) -> Prediction:
         """``prediction`` (on the current embedding's image) reordered by the model's candidate
         scorer for the click ``point`` (row, col); unchanged when there is no scorer or no point."""
-        scorer = getattr(self.model, "scorer", None)
         guide = None if self._embedding is None else self._embedding.guide
-        return rescored(prediction, scorer, guide, point)
+        return rescored(prediction, self.model.scorer, guide, point)
 
     def _predict(self, points=None, labels=None, box=None, mask_input=None, multimask: bool = True) -> Prediction:
         """:meth:`predict` with the decoder's order and scores."""

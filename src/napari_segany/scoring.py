@@ -88,7 +88,8 @@ def _square(masks: np.ndarray) -> tuple[float, float, float] | None:
 
 
 def _resample(planes: np.ndarray, centre_row: float, centre_col: float, side: float) -> torch.Tensor:
-    """C x H x W planes -> C x SIZE x SIZE, bilinear on the square crop, zero outside the image."""
+    """C x H x W planes -> C x SIZE x SIZE, bilinear on the square crop (centre in the planes'
+    pixels), zero outside them."""
     h, w = planes.shape[-2:]
     t = torch.from_numpy(np.ascontiguousarray(planes, np.float32))[None]
     steps = torch.linspace(-0.5 + 0.5 / SIZE, 0.5 - 0.5 / SIZE, SIZE) * side
@@ -114,12 +115,17 @@ def scorer_inputs(guide: np.ndarray, masks: np.ndarray, scores: np.ndarray,
     r0, r1 = int(max(cr - side / 2, 0)), int(min(cr + side / 2 + 1, h))
     c0, c1 = int(max(cc - side / 2, 0)), int(min(cc + side / 2 + 1, w))
     lo, hi = np.percentile(guide[r0:r1, c0:c1], [1, 99])
-    image = (guide.astype(np.float32) - lo) / max(hi - lo, 0.02)
-    rows, cols = np.ogrid[:h, :w]
+    # the planes only where bilinear sampling of the square reads them (one pixel beyond it)
+    region = (slice(max(int(np.floor(cr - side / 2)) - 1, 0), min(int(np.ceil(cr + side / 2)) + 2, h)),
+              slice(max(int(np.floor(cc - side / 2)) - 1, 0), min(int(np.ceil(cc + side / 2)) + 2, w)))
+    top, left = region[0].start, region[1].start
+    part = masks[(slice(None), *region)]
+    image = (guide[region].astype(np.float32) - lo) / max(hi - lo, 0.02)
+    rows, cols = np.ogrid[region]
     spot = np.exp(-((rows - point[0]) ** 2 + (cols - point[1]) ** 2) / (2 * (side / 32) ** 2))
-    shared = _resample(np.stack([image, np.ones((h, w), np.float32), spot.astype(np.float32),
-                                 masks.mean(0, dtype=np.float32)]), cr, cc, side)
-    own = _resample(masks.astype(np.float32), cr, cc, side)
+    shared = _resample(np.stack([image, np.ones(image.shape, np.float32), spot.astype(np.float32),
+                                 part.mean(0, dtype=np.float32)]), cr - top, cc - left, side)
+    own = _resample(part.astype(np.float32), cr - top, cc - left, side)
     images = torch.cat([shared[None].expand(k, -1, -1, -1), own[:, None]], 1)
     areas = masks.reshape(k, -1).sum(1).astype(np.float32)
     scalars = np.stack([np.asarray(scores, np.float32), np.log((areas + 1) / (areas.max() + 1)),
