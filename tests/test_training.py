@@ -19,6 +19,8 @@ from training.prompts import (  # noqa: E402
     centre_correction, farthest_interior_point, jittered_box, random_point, tight_box,
 )
 from training.synth import KINDS, NUCLEUS_DIAMETER, generate  # noqa: E402
+from scipy.ndimage import binary_dilation  # noqa: E402
+from scipy.ndimage import label as ndi_label  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +84,30 @@ def test_brightness_options_widen_the_spread_and_leave_default_scenes_unchanged(
     tops = [np.ptp(log_brightness(generate(i, (256, 256), "nuclei", nucleus_diameter=(20, 20),
                                            brightness_sigma=(0.05, 0.05), bright_fraction=0.5))) for i in range(4)]
     assert max(tops) > np.log(2.5), tops
+
+
+def test_packed_nuclei_share_boundaries_instead_of_overlapping():
+    # packed=0 draws nothing: the scenes the shipped model was trained on are drawn exactly as before
+    for seed in range(3):
+        a, b = generate(seed, (256, 256), "nuclei"), generate(seed, (256, 256), "nuclei", packed=0.0)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+    shared = overlapped = 0
+    for seed in range(4):
+        loose = generate(seed, (256, 256), "nuclei", nucleus_diameter=(30, 30))
+        packed = generate(seed, (256, 256), "nuclei", nucleus_diameter=(30, 30), packed=1.0)
+        overlapped += int((loose.masks.sum(0) > 1).sum())
+        # a packed nucleus keeps only free pixels, in one piece, at least as large as the smallest drawn
+        cover = packed.masks.sum(0)
+        assert (cover > 1).sum() < 0.05 * (cover > 0).sum()
+        for m in packed.masks:
+            assert m.sum() >= 6 and ndi_label(m)[1] == 1
+        # neighbours touch: a mask grown by one pixel meets another mask
+        for i, m in enumerate(packed.masks):
+            others = cover - m
+            shared += int((binary_dilation(m) & ~m & (others > 0)).any())
+        # the signal lies on the masks only (no nucleus spills past the mask it keeps)
+        assert not packed.clean[cover == 0].any()
+    assert overlapped > 500 and shared > 20, (overlapped, shared)
 
 
 def test_sweep_plans_equal_cpu_cost_and_one_scale_for_all():
@@ -200,6 +226,41 @@ def test_bf16_training_keeps_fp32_weights_and_records_its_precision(tmp_path):
     assert saved["config"]["training"]["precision"] == "bf16"
     weights = [v for v in saved["model"].values() if v.is_floating_point()]
     assert {v.dtype for v in weights} == {torch.float32} and all(torch.isfinite(v).all() for v in weights)
+
+
+def test_training_can_start_from_a_checkpoint_and_records_it(tmp_path):
+    """--init (fine-tuning trials): the run starts from the file's model weights, its refiner is
+    left out, and the recipe records where it started and the packed fraction."""
+    from training.train import initial_weights, main
+
+    common = ["--steps", "1", "--threads", "1", "--objects", "2", "--iters", "1", "--lr", "0"]
+    first = tmp_path / "first.pt"
+    assert main(["--out", str(first), *common]) == 0
+    saved = torch.load(first, map_location="cpu", weights_only=True)
+    saved["model"]["refiner.extra"] = torch.zeros(1)  # a part the SAM model does not have
+    torch.save(saved, tmp_path / "with_part.pt")
+    assert "refiner.extra" not in initial_weights(tmp_path / "with_part.pt")
+    second = tmp_path / "second.pt"
+    assert main(["--out", str(second), *common, "--init", str(tmp_path / "with_part.pt"), "--packed", "0.5"]) == 0
+    again = torch.load(second, map_location="cpu", weights_only=True)
+    assert again["config"]["training"]["init"].endswith("with_part.pt")
+    assert again["config"]["training"]["packed"] == 0.5
+    # lr 0: the weights are the starting ones (BatchNorm statistics are measured anew)
+    weights = [k for k in saved["model"] if k.endswith(".weight") and k in again["model"]]
+    assert weights and all(torch.equal(saved["model"][k], again["model"][k]) for k in weights)
+
+
+def test_later_stages_draw_scenes_like_the_models_training(tmp_path):
+    import argparse
+
+    from training.stages import stage_scenes
+
+    path = tmp_path / "m.pt"
+    torch.save({"model": {}, "config": {"training": {"seed": 3, "packed": 0.3, "nucleus_diameter": [4.0, 90.0]}}}, path)
+    assert stage_scenes(argparse.Namespace(model=path, packed=None)) == {"packed": 0.3, "nucleus_diameter": (4.0, 90.0)}
+    assert stage_scenes(argparse.Namespace(model=path, packed=0.0))["packed"] == 0.0
+    torch.save({"model": {}, "config": {}}, path)  # a file that records no training: the generator's defaults
+    assert stage_scenes(argparse.Namespace(model=path, packed=None)) == {}
 
 
 def test_weight_average_follows_its_formula():

@@ -45,7 +45,7 @@ from napari_segany.refine import (REFINER_PREFIX, MaskRefiner, guide_from_unit, 
 
 from .prompts import jittered_box, random_point, sampled_correction
 from .synth import generate
-from .stages import finish_stage, stage_parser, start_stage
+from .stages import finish_stage, stage_parser, stage_scenes, start_stage
 from .train import scene_shape
 
 SEED_OFFSET = 3_000_000
@@ -67,13 +67,14 @@ def prompt_once(predictor: Predictor, target: np.ndarray, rng: np.random.Generat
     return pred.logits[0]
 
 
-def make_examples(predictor: Predictor, n_scenes: int, seed: int) -> list[tuple[np.ndarray, ...]]:
-    """(scaled image, band, logits, mask) crops, one per prompted object."""
+def make_examples(predictor: Predictor, n_scenes: int, seed: int, scene: dict | None = None) -> list[tuple[np.ndarray, ...]]:
+    """(scaled image, band, logits, mask) crops, one per prompted object; ``scene``: the
+    generator's options (:func:`training.stages.stage_scenes`)."""
     examples = []
     t0 = time.perf_counter()
     for i in range(n_scenes):
         rng = np.random.default_rng([seed, SEED_OFFSET + i])
-        sample = generate(rng, scene_shape(rng))
+        sample = generate(rng, scene_shape(rng), **(scene or {}))
         emb = predictor.set_image(sample.image)
         guide = guide_from_unit(to_unit_range(sample.image[..., None], emb.window))
         cell = logit_cell(sample.image.shape, predictor.model.low_res_size)
@@ -151,10 +152,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     model, started = start_stage(args, "refiner")  # the masks to refine are the model's own
-    examples = make_examples(Predictor(model), args.scenes, args.seed)
+    scene = stage_scenes(args)
+    examples = make_examples(Predictor(model), args.scenes, args.seed, scene)
     print(f"{len(examples)} objects from {args.scenes} scenes in {time.perf_counter() - started:.0f} s", flush=True)
     net = train_refiner(examples, args.steps, args.seed, log=lambda line: print(line, flush=True))
-    return finish_stage(args, net, REFINER_PREFIX, "refiner", started, {"objects": len(examples)})
+    return finish_stage(args, net, REFINER_PREFIX, "refiner", started, {"objects": len(examples), "scene": scene})
 
 
 if __name__ == "__main__":

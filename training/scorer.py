@@ -46,7 +46,7 @@ from napari_segany.zoom import ZoomPredictor
 from .evaluate import iou
 from .prompts import farthest_interior_point, random_point
 from .synth import generate
-from .stages import finish_stage, stage_parser, start_stage
+from .stages import finish_stage, stage_parser, stage_scenes, start_stage
 from .train import scene_shape
 
 SEED_OFFSET = 4_000_000
@@ -55,13 +55,14 @@ CLICKS_PER_STEP = 32
 LISTWISE_WEIGHT, LISTWISE_TEMPERATURE = 0.1, 0.05
 
 
-def make_examples(zoom: ZoomPredictor, n_scenes: int, seed: int, log=print):
-    """(images K x 5 x S x S float16, scalars K x 4, true IoUs K) per click, K = 3 candidates."""
+def make_examples(zoom: ZoomPredictor, n_scenes: int, seed: int, log=print, scene: dict | None = None):
+    """(images K x 5 x S x S float16, scalars K x 4, true IoUs K) per click, K = 3 candidates;
+    ``scene``: the generator's options (:func:`training.stages.stage_scenes`)."""
     images, scalars, ious = [], [], []
     t0 = time.perf_counter()
     for i in range(n_scenes):
         rng = np.random.default_rng([seed, SEED_OFFSET + i])
-        sample = generate(rng, scene_shape(rng))
+        sample = generate(rng, scene_shape(rng), **(scene or {}))
         big = [k for k in rng.permutation(len(sample.masks)) if np.count_nonzero(sample.masks[k]) >= 12]
         embedding = zoom.set_image(sample.image)
         guide = guide_from_unit(to_unit_range(sample.image[..., None], embedding.window))  # what serving reads
@@ -125,10 +126,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     model, started = start_stage(args, "scorer")  # the candidates to score are in the decoder's order
     log = lambda line: print(line, flush=True)  # noqa: E731
-    examples = make_examples(ZoomPredictor(Predictor(model)), args.scenes, args.seed, log=log)
+    scene = stage_scenes(args)
+    examples = make_examples(ZoomPredictor(Predictor(model)), args.scenes, args.seed, log=log, scene=scene)
     log(f"{len(examples[2])} clicks from {args.scenes} scenes in {time.perf_counter() - started:.0f} s")
     net = train_scorer(examples, args.steps, args.seed, log=log)
-    return finish_stage(args, net, SCORER_PREFIX, "scorer", started, {"clicks": len(examples[2])})
+    return finish_stage(args, net, SCORER_PREFIX, "scorer", started, {"clicks": len(examples[2]), "scene": scene})
 
 
 if __name__ == "__main__":

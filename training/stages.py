@@ -20,7 +20,25 @@ def stage_parser(prog: str, description: str, part: str, scenes: int, steps: int
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--packed", type=float, default=None,
+                   help="fraction of packed nuclei in the stage's scenes (default: as the model was trained)")
     return p
+
+
+#: The generator's options a model's training records (``config["training"]``), as
+#: :func:`training.synth.generate` takes them.
+SCENE_OPTIONS = ("nucleus_diameter", "brightness_sigma", "bright_fraction", "packed")
+
+
+def stage_scenes(args: argparse.Namespace) -> dict:
+    """The generator's options for a stage's scenes: those the model's own training recorded in its
+    file (a model trained on packed nuclei is refined on packed nuclei too), ``--packed`` overriding;
+    a file that records none gets the generator's defaults."""
+    recorded = torch.load(args.model, map_location="cpu", weights_only=True)["config"].get("training", {})
+    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items() if k in SCENE_OPTIONS}
+    if args.packed is not None:
+        options["packed"] = args.packed
+    return options
 
 
 def export_part(model_path: Path, prefix: str, key: str, net: torch.nn.Module, dest: Path, training: dict) -> str:

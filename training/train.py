@@ -64,6 +64,8 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany.model import build_sam
+from napari_segany.refine import REFINER_PREFIX
+from napari_segany.scoring import SCORER_PREFIX
 from napari_segany.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_input, intensity_window, to_unit_range
 
 from .ema import WeightAverage
@@ -94,7 +96,7 @@ def encode(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def scene_options(args: argparse.Namespace) -> dict:
     """The generator's keyword arguments that the command line sets (see :func:`training.synth.generate`)."""
     return {"nucleus_diameter": tuple(args.nucleus_diameter), "brightness_sigma": tuple(args.brightness_sigma),
-            "bright_fraction": float(args.bright_fraction)}
+            "bright_fraction": float(args.bright_fraction), "packed": float(args.packed)}
 
 
 def render(rng: np.random.Generator, image_size: int, options: dict | None = None,
@@ -297,6 +299,13 @@ def freeze_batchnorm(model: torch.nn.Module, args: argparse.Namespace) -> None:
         norm.eval()
 
 
+def initial_weights(path: Path) -> dict:
+    """The model weights of a checkpoint in our format (float32), without its refiner or scorer."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    parts = (REFINER_PREFIX, SCORER_PREFIX)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith(parts)}
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 5 % of ``base`` at ``total``."""
     if step < warmup:
@@ -315,7 +324,8 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
                            "loss_res": args.loss_res, "bn_freeze_at": float(args.bn_freeze_at),
                            "nucleus_diameter": [float(v) for v in args.nucleus_diameter],
                            "brightness_sigma": [float(v) for v in args.brightness_sigma],
-                           "bright_fraction": float(args.bright_fraction),
+                           "bright_fraction": float(args.bright_fraction), "packed": float(args.packed),
+                           "init": str(args.init) if args.init else None,
                            "enlarged": float(args.enlarged), "enlarge_max": float(args.enlarge_max),
                            "precision": args.precision, "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -375,6 +385,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="range of the per-scene spread (log s.d.) of nucleus brightness (default %(default)s)")
     p.add_argument("--bright-fraction", type=float, default=0.0,
                    help="largest fraction of condensed, much brighter nuclei per scene (default 0: none)")
+    p.add_argument("--packed", type=float, default=0.0,
+                   help="fraction of the nuclei placed closer than touching that are packed against their "
+                   "neighbours (shared boundary) instead of overlapping them (default 0: none)")
     p.add_argument("--enlarged", type=float, default=0.0,
                    help="fraction of scenes drawn small and enlarged into the frame, as zoomed crops are (default 0)")
     p.add_argument("--enlarge-max", type=float, default=4.0,
@@ -384,6 +397,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "and BatchNorm statistics stay fp32); only about 5 %% faster over a 1500-step trial on an "
                    "AVX-512-bf16 CPU without AMX, and not better (MODEL_CARD.md)")
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's model weights (a trial that fine-tunes; the shipped "
+                   "recipe starts from random weights); its refiner and scorer are set aside")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="also keep a moving average of the weights with this decay (e.g. 0.999) and write it, "
                    "with BatchNorm statistics measured for it, to OUT with the suffix .ema.pt; the trained "
@@ -420,6 +436,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = build_sam("vit_t", args.image_size).to(args.device)
+    if args.init:
+        model.load_state_dict(initial_weights(args.init), strict=True)
     model.train()
     params = [p for n, p in model.named_parameters() if not n.startswith("image_encoder.head")]
     decay = [p for p in params if p.ndim >= 2]
