@@ -3,6 +3,9 @@ enlarged crops (shared by neighbouring objects), computed and kept by the store.
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -58,6 +61,53 @@ def test_the_store_encodes_a_crop_once_with_the_volumes_window(tiny_model, nucle
     volume[1][window.slices] += 1  # an edited slice is encoded again
     store.crop(1, window)
     assert store.stats["crops_encoded"] == 2
+
+
+def test_crops_are_kept_on_disk_with_the_slice_cache(tiny_model, nuclei3d, tmp_path):
+    """With a cache_dir a crop is encoded once across stores (sessions); an edited slice's crop is
+    encoded again, and a damaged file is removed and recomputed, never read."""
+    volume = np.ascontiguousarray(nuclei3d[0][29:31])
+    predictor = sg.Predictor(tiny_model)
+    window = crop_window(disc((256, 256), (100, 120), 8), 128)
+    first = sg.EmbeddingStore(predictor, volume, cache_dir=tmp_path, prefetch=0)
+    encoded = first.crop(1, window).features
+    assert first.stats["crops_encoded"] == 1
+    files = list(tmp_path.glob("*/crops/*.npz"))
+    assert len(files) == 1 and first.disk_bytes() >= files[0].stat().st_size
+    again = sg.EmbeddingStore(predictor, volume, cache_dir=tmp_path, prefetch=0)
+    np.testing.assert_array_equal(again.crop(1, window).features, encoded)
+    assert again.stats["crop_disk_hits"] == 1 and again.stats["crops_encoded"] == 0
+    files[0].write_bytes(files[0].read_bytes()[:1000])  # a file cut short (a crash while copying...)
+    third = sg.EmbeddingStore(predictor, volume, cache_dir=tmp_path, prefetch=0)
+    np.testing.assert_array_equal(third.crop(1, window).features, encoded)
+    assert third.stats["corrupted"] == 1 and third.stats["crops_encoded"] == 1
+    edited = volume.copy()
+    edited[1][window.slices] += 1
+    fourth = sg.EmbeddingStore(predictor, edited, cache_dir=tmp_path, contrast_limits=first.window, prefetch=0)
+    fourth.crop(1, window)
+    assert fourth.stats["crops_encoded"] == 1 and fourth.stats["crop_disk_hits"] == 0
+
+
+def test_the_crop_folder_keeps_the_most_recently_used_within_its_bound(tmp_path):
+    from napari_segany.volume.crops import CropCache
+    from napari_segany.zoom import Window
+
+    cache = CropCache(tmp_path, max_bytes=10**9)
+    features = np.ones((256, 8, 8), np.float16)
+    windows = [Window(10 * k, 0, 50, 50) for k in range(4)]
+    for k, w in enumerate(windows):
+        cache.write(0, w, f"h{k}", features * k)
+        os.utime(cache.file(0, w), (time.time() - 100 + k,) * 2)  # written in this order, whatever the clock's grain
+    size = cache.disk_bytes() // 4
+    assert cache.read(0, windows[0], "h0")[0] == "hit"  # used now: kept
+    assert cache.read(0, windows[1], "other")[0] == "miss"  # another crop's pixels: not read
+    cache.max_bytes = 2 * size
+    cache.trim()
+    kept = {k for k, w in enumerate(windows) if cache.file(0, w).exists()}
+    assert kept == {0, 3}
+    state, back = cache.read(0, windows[3], "h3")
+    assert state == "hit" and back.dtype == np.float16 and (back == 3).all()
+    assert not list(tmp_path.glob("crops/*.part"))  # no temporary file left behind
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ Layout under the user's ``cache_dir``::
                                  Blosc-zstd compressed
     <key>/slices/000042.json     per-slice record: the hash of the slice's own
                                  bytes and a checksum of the stored embedding
+    <key>/crops/                 enlarged crops' embeddings (napari_segany.volume.crops)
 
 ``<key>`` is a hash of the settings, so a different model, intensity window,
 channel, axis or image size never reads another's embeddings. A slice is
@@ -33,6 +34,7 @@ import numpy as np
 FORMAT_VERSION = 1
 ARRAY_NAME = "embeddings.zarr"
 RECORDS = "slices"
+CROPS = "crops"  # the crops' own cache (napari_segany.volume.crops)
 
 
 def slice_hash(image: np.ndarray) -> str:
@@ -138,7 +140,7 @@ class SliceCache:
     def _discard_broken(self) -> None:
         """Remove a key folder that cannot be opened, but only if it has our layout."""
         names = {p.name for p in self.path.iterdir()}
-        if names <= {ARRAY_NAME, RECORDS, "settings.json"} or ARRAY_NAME in names:
+        if names <= {ARRAY_NAME, RECORDS, CROPS, "settings.json"} or ARRAY_NAME in names:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
             raise ValueError(f"{str(self.path)!r} exists and is not an embedding cache; "

@@ -14,6 +14,7 @@ from ..predictor import Cancelled, ImageEmbedding
 from ..preprocess import DEFAULT_PERCENTILES, Geometry, intensity_window
 from .cache import SliceCache, slice_hash
 from .checks import check_axis
+from .crops import CropCache
 from .memory import ByteLRU
 
 __all__ = ["EmbeddingStore", "volume_window"]
@@ -64,10 +65,12 @@ class EmbeddingStore:
     axis : int
         The axis whose slices are embedded (0..2).
     cache_dir : path, optional
-        Folder of the disk cache (zarr, float16, one chunk per slice). One
-        folder per volume is best: two volumes of the same shape and settings
-        sharing one folder overwrite each other's slices (detected, never
-        mixed up). None keeps embeddings in memory only.
+        Folder of the disk cache (zarr, float16, one chunk per slice; the
+        enlarged crops propagation encodes go beside it, see
+        :mod:`napari_segany.volume.crops`). One folder per volume is best: two
+        volumes of the same shape and settings sharing one folder overwrite
+        each other's slices (detected, never mixed up). None keeps embeddings
+        in memory only.
     memory_bytes : int
         Bound of the in-memory LRU (float16: 2 MiB per slice for SAM models).
     contrast_limits : (low, high), optional
@@ -123,6 +126,7 @@ class EmbeddingStore:
                 "dtype": np.dtype(volume.dtype).str, "image_size": int(model.image_size), "profile": profile,
             }
             self._disk = SliceCache(cache_dir, settings, (self.n_slices, 256, g, g))
+        self._crop_disk = None if self._disk is None else CropCache(self._disk.path)
         self.prefetch_radius = int(prefetch)
         # threading: one encode at a time; the worker yields to callers
         self._encode_lock = threading.Lock()
@@ -175,7 +179,8 @@ class EmbeddingStore:
     def crop(self, index: int, window, *, should_stop: Callable[[], bool] | None = None) -> ImageEmbedding:
         """The embedding of a crop of slice ``index`` (a :class:`napari_segany.zoom.Window`), encoded
         with the volume's intensity window, as propagation uses for objects that are small in their
-        slice. Crops are kept in memory (a quarter of ``memory_bytes``), never on disk."""
+        slice. Crops are kept in memory (a quarter of ``memory_bytes``) and, with a ``cache_dir``,
+        on disk (:class:`~napari_segany.volume.crops.CropCache`)."""
         i = self._check(index)
         image = self.slice(i)[window.slices]
         h, key = slice_hash(image), (i, window)
@@ -183,12 +188,19 @@ class EmbeddingStore:
             features = self._crops.get(key, h)
         if features is not None:
             self.stats["crop_hits"] += 1
+            return self._embedding(features, image)
+        state, features = ("miss", None) if self._crop_disk is None else self._crop_disk.read(i, window, h)
+        if state == "hit":
+            self.stats["crop_disk_hits"] += 1
         else:
+            self.stats["corrupted"] += state == "corrupted"
             with self._wanting(key), self._encode_lock:
                 features = self._encode(image, should_stop)
             self.stats["crops_encoded"] += 1
-            with self._mem_lock:
-                self._crops.put(key, h, features)
+            if self._crop_disk is not None:
+                self._crop_disk.write(i, window, h, features)
+        with self._mem_lock:
+            self._crops.put(key, h, features)
         return self._embedding(features, image)
 
     def peek(self, index: int) -> ImageEmbedding | None:
