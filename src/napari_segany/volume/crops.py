@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import CROPS, checksum
+
 #: Default bound of a volume's crop folder (a crop of the included model takes 0.5 MiB, of SAM's 2 MiB).
 MAX_BYTES = 2 * 2**30
 
