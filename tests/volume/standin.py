@@ -10,7 +10,7 @@ import numpy as np
 from napari_segany.predictor import ImageEmbedding, Prediction
 from napari_segany.preprocess import Geometry
 from napari_segany.volume.cache import slice_hash
-from napari_segany.volume.store import take_slice
+from napari_segany.volume.window import take_slice
 
 MIN_SHARE = 0.2  # an object answers when the overlap is 20 % of the prompt or of the object
 

@@ -15,7 +15,8 @@ from .answers import crop_window, slice_answers
 from .checks import check_axis, check_slice, check_spacing, check_volume
 from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
 from .report import Changes, ObjectReport, PropagationResult, Stop
-from .store import EmbeddingStore, take_slice
+from .store import EmbeddingStore
+from .window import take_slice
 
 __all__ = ["propagate"]
 

@@ -1,0 +1,41 @@
+"""The slices of a volume and its one intensity window, read without loading the volume whole."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..preprocess import DEFAULT_PERCENTILES, intensity_window
+
+__all__ = ["take_slice", "volume_window"]
+
+WINDOW_SAMPLE_SLICES = 16
+WINDOW_SAMPLE_PIXELS = 250_000  # per sampled slice
+
+
+def take_slice(volume, axis: int, index: int):
+    """``volume`` indexed at ``index`` along ``axis`` (a view for numpy arrays)."""
+    return volume[(slice(None),) * axis + (index,)]
+
+
+def volume_window(volume, axis: int = 0, *, channel: int | None = None,
+                  contrast_limits=None, percentiles=DEFAULT_PERCENTILES) -> tuple[float, float]:
+    """One intensity window for every slice of ``volume``.
+
+    ``contrast_limits`` if given; otherwise the robust ``percentiles`` of a
+    subsample: at most 16 evenly spaced slices along ``axis``, each read on a
+    grid of at most 250,000 pixels (the volume is never loaded whole).
+    """
+    if contrast_limits is not None:
+        return intensity_window(np.zeros((1, 1, 1)), contrast_limits=contrast_limits)
+    n = volume.shape[axis]
+    picks = np.unique(np.linspace(0, n - 1, min(n, WINDOW_SAMPLE_SLICES)).round().astype(int))
+    parts = []
+    for i in picks:
+        plane = np.asarray(take_slice(volume, axis, int(i)))
+        if plane.ndim == 3:
+            plane = plane[..., channel:channel + 1] if channel is not None else plane[..., :3]
+        else:
+            plane = plane[..., None]
+        step = max(1, int(np.ceil(np.sqrt(plane.shape[0] * plane.shape[1] / WINDOW_SAMPLE_PIXELS))))
+        parts.append(plane[::step, ::step].reshape(-1, 1, plane.shape[-1]))
+    return intensity_window(np.concatenate(parts), percentiles=percentiles)
