@@ -89,6 +89,11 @@ def test_cli_zooms_into_a_small_object_unless_told_not_to(tmp_path, capsys):
     top, left, height, width = zoomed["zoom_window"]
     assert top <= 335 and left <= 60 and top + height > 357 and left + width > 80 and height < 512
     assert whole["zoom_window"] is None and zoomed["area_px"] > 20 and whole["area_px"] > 20
+    assert zoomed["zoom_contrast_limits"] is None  # crops at the image's contrast unless asked
+    dim = ["segment", str(sample_path("nuclei2d")), "--box", "96,239,128,259", "--device", "cpu", "--json"]
+    assert main(dim + ["-o", str(tmp_path / "dim.tif"), "--crop-contrast", "object"]) == 0
+    lo, hi = json.loads(capsys.readouterr().out)["zoom_contrast_limits"]
+    assert lo == 8 and hi < 103  # the image's 1st percentile; the dim nucleus's surroundings end in its lower half
 
 
 def test_cli_uses_the_models_views_unless_told(tmp_path, capsys):

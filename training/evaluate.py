@@ -215,8 +215,9 @@ def _model_method(path: str, threads: int | None, zoom: bool = False, views: int
     if threads:
         torch.set_num_threads(threads)
     method = ModelMethod(Predictor(load_model(path, device="cpu"), views=views), zoom=zoom, **zoom_options)
-    scale = zoom_options.get("max_scale")
+    scale, contrast = zoom_options.get("max_scale"), zoom_options.get("contrast")
     method.name = (f"model ({Path(path).name})" + (", zoomed" if zoom else "") + (f" x{scale:g}" if scale else "")
+                   + (f", crops at the {contrast}'s contrast" if contrast else "")
                    + (f", {views} views" if views > 1 else ""))
     return method
 
@@ -257,6 +258,8 @@ def main(argv=None) -> int:
                    help="also score the model through ZoomPredictor (small objects from enlarged crops)")
     p.add_argument("--zoom-max-scale", type=float, default=None, metavar="S",
                    help="with --zoom: largest enlargement of image pixels (default: napari_segany.zoom.MAX_SCALE)")
+    p.add_argument("--crop-contrast", default=None, choices=("image", "object"),
+                   help="with --zoom: the crops' intensity window (default: napari_segany.zoom's, image)")
     p.add_argument("--views", type=int, default=1, choices=(1, 2, 4, 8),
                    help="mirrored views averaged in the 2D protocols (napari_segany.views; 3D never uses them)")
     p.add_argument("--threads", type=int, default=None)
@@ -277,6 +280,8 @@ def main(argv=None) -> int:
     methods = [] if args.synthetic_only else [BaselineMethod()]
     if args.model:
         options = {} if args.zoom_max_scale is None else {"max_scale": args.zoom_max_scale}
+        if args.crop_contrast:
+            options["contrast"] = args.crop_contrast
         methods[:0] = [_model_method(args.model, args.threads, zoom, args.views, **(options if zoom else {}))
                        for zoom in (False, True)[: 1 + args.zoom]]
     results = {}

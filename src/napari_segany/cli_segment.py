@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import numpy as np
@@ -32,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--no-zoom", action="store_true",
                    help="segment on the whole image only; by default a small object is segmented again on an "
                    "enlarged crop around it (napari_segany.zoom), which gives finer masks")
+    p.add_argument("--crop-contrast", default="image", choices=("image", "object"),
+                   help="intensity window of the enlarged crop: image (default) keeps the whole image's "
+                   "(--contrast-limits or its percentiles); object ends it at the brightest pixels around the "
+                   "object, so a dim object beside much brighter ones is seen at full contrast")
     p.add_argument("--views", type=int, default=None, choices=(1, 2, 4, 8),
                    help="mirrored copies of the image whose answers are averaged (better masks, one encoder "
                    "pass each; default: the model's recommendation, 4 for the included model, 1 for SAM)")
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     views = model.info.views if args.views is None else args.views
     pred = Predictor(model, precision=args.precision, regions=args.regions, views=views)
     if not args.no_zoom:
-        pred = ZoomPredictor(pred)
+        pred = ZoomPredictor(pred, contrast=args.crop_contrast)
     pred.set_image(plane, channel=args.channel, contrast_limits=args.contrast_limits)
     points = [(r, c) for r, c, _ in args.point] or None
     labels = [lab for _, _, lab in args.point] or None
@@ -92,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if args.overlay:
         write_png(args.overlay, overlay(plane if args.channel is None else plane[..., args.channel],
                                         result[where]))
+    w = res.window
     summary = {
         "output": str(out), "model": model.info.name, "candidate": k,
         "score": round(float(res.scores[k]), 4), "scores": [round(float(s), 4) for s in res.scores],
         "area_px": int(mask.sum()), "slice": args.slice, "views": views, "refined": model.refiner is not None,
-        "zoom_window": None if res.window is None else list(dataclasses.astuple(res.window)),
+        "zoom_window": None if w is None else [w.top, w.left, w.height, w.width],
+        "zoom_contrast_limits": None if w is None or w.limits is None else [float(v) for v in w.limits],
     }
     if args.json:
         print(json.dumps(summary))

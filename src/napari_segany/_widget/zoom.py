@@ -17,8 +17,10 @@ from .workers import Job, start_embedding
 
 
 def crop_key(key: EmbeddingKey, window: Window) -> EmbeddingKey:
-    """The cache key of a crop of the slice ``key`` names (same layer, data version and model)."""
-    return replace(key, plane=(key.plane, "crop", window.top, window.left, window.height, window.width))
+    """The cache key of a crop of the slice ``key`` names (same layer, data version and model), with
+    the intensity window it is encoded with."""
+    return replace(key, plane=(key.plane, "crop", window.top, window.left, window.height, window.width,
+                               window.limits))
 
 
 class WidgetZoom:
