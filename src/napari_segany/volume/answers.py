@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..zoom import MIN_GAIN, Window, zoom_window
+from ..crop_geometry import MIN_GAIN, Window, zoom_window
 from .prompting import bbox, build_prompts, choose_candidate
 
 # An object is answered in a crop already chosen on the same slice for another object when that crop
