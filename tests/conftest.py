@@ -55,3 +55,14 @@ def tiny_model(tiny_model_path):
     from napari_segany import load_model
 
     return load_model(tiny_model_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The included model, loaded as a user loads it, on the CPU with at most 2 threads."""
+    import torch
+
+    from napari_segany.weights import load_model
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return load_model(device="cpu")

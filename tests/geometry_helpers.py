@@ -13,6 +13,11 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
     return tuple(int(v) for v in np.unravel_index(np.argmax(dist), mask.shape))
 
 
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (0 when both are empty)."""
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask)
     return int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())

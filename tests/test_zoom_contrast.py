@@ -8,24 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from geometry_helpers import bbox
+from geometry_helpers import bbox, iou
 from scipy import ndimage as ndi
 
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
-from napari_segany.weights import load_model
 from napari_segany.zoom import ZoomPredictor
 
 
-def iou(a, b):
-    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
-
-
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    return load_model(device="cpu")
+def model(shipped_model):
+    return shipped_model
 
 
 @pytest.fixture(scope="module")
