@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_segany.crop_geometry import CONTRASTS
 from napari_segany.sample_data import load_sample, voxel_size
 
 from . import baseline
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
                    help="also score the model through ZoomPredictor (small objects from enlarged crops)")
     p.add_argument("--zoom-max-scale", type=float, default=None, metavar="S",
                    help="with --zoom: largest enlargement of image pixels (default: napari_segany.zoom.MAX_SCALE)")
-    p.add_argument("--crop-contrast", default=None, choices=("image", "object"),
+    p.add_argument("--crop-contrast", default=None, choices=CONTRASTS,
                    help="with --zoom: the crops' intensity window (default: napari_segany.zoom's, image)")
     p.add_argument("--views", type=int, default=1, choices=(1, 2, 4, 8),
                    help="mirrored views averaged in the 2D protocols (napari_segany.views; 3D never uses them)")

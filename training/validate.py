@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from napari_segany import Predictor
+from napari_segany.crop_geometry import CONTRASTS
 from napari_segany.weights import load_model
 
 from .evaluate import N_CORRECTIONS, ModelMethod, iou
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.validate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="checkpoint path or registry name")
     p.add_argument("--no-scorer", action="store_true", help="serve without the model's candidate scorer")
-    p.add_argument("--crop-contrast", default="image", choices=("image", "object"),
+    p.add_argument("--crop-contrast", default=CONTRASTS[0], choices=CONTRASTS,
                    help="the zoomed crops' intensity window (napari_segany.zoom.ZoomPredictor's contrast)")
     p.add_argument("--kind", choices=KINDS, default=None, help="only scenes of this kind (default: all in turn)")
     p.add_argument("--bright-fraction", type=float, default=0.0,

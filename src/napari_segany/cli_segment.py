@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from . import cli_args
+from .crop_geometry import CONTRASTS
 
 
 def register(sub) -> None:
@@ -31,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--no-zoom", action="store_true",
                    help="segment on the whole image only; by default a small object is segmented again on an "
                    "enlarged crop around it (napari_segany.zoom), which gives finer masks")
-    p.add_argument("--crop-contrast", default="image", choices=("image", "object"),
+    p.add_argument("--crop-contrast", default=CONTRASTS[0], choices=CONTRASTS,
                    help="intensity window of the enlarged crop: image (default) keeps the whole image's "
                    "(--contrast-limits or its percentiles); object ends it at the brightest pixels around the "
                    "object, so a dim object beside much brighter ones is seen at full contrast")

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BLEND", "BLEND_GAIN", "MAX_SCALE", "MIN_GAIN", "OBJECT_FRACTION", "Window", "blend_weight",
-           "prompt_extent", "prompt_points", "zoom_window"]
+__all__ = ["BLEND", "BLEND_GAIN", "CONTRASTS", "MAX_SCALE", "MIN_GAIN", "OBJECT_FRACTION", "Window",
+           "blend_weight", "prompt_extent", "prompt_points", "zoom_window"]
 
 # Chosen on held-out generated scenes (training.evaluate --synthetic), not on the real sample data.
 OBJECT_FRACTION = 1 / 4
@@ -23,6 +23,8 @@ MIN_GAIN = 1.25
 # with the square of the gain (chosen on generated mosaics of 1024 and 1536 px, see MODEL_CARD.md).
 BLEND = 0.5
 BLEND_GAIN = 1.5
+# The intensity windows a crop can be encoded with (ZoomPredictor's ``contrast``; the first is the default).
+CONTRASTS = ("image", "object")
 
 
 @dataclass(frozen=True)

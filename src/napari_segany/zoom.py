@@ -25,8 +25,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .crop_geometry import (BLEND, BLEND_GAIN, MAX_SCALE, MIN_GAIN, OBJECT_FRACTION, Window, blend_weight,
-                            prompt_extent, prompt_points, zoom_window)
+from .crop_geometry import (BLEND, BLEND_GAIN, CONTRASTS, MAX_SCALE, MIN_GAIN, OBJECT_FRACTION, Window,
+                            blend_weight, prompt_extent, prompt_points, zoom_window)
 from .predictor import ImageEmbedding, Prediction, Predictor
 from .preprocess import DEFAULT_PERCENTILES, Geometry, mask_to_logits, upscale_logits
 from .prompts import check_mask_input
@@ -39,11 +39,10 @@ from .scoring import single_click
 # Not the default: on generated scenes of dim nuclei beside condensed bright ones it helped, on the
 # usual generated scenes and the real nuclei it did not (MODEL_CARD.md).
 OBJECT_CONTEXT = 0.25
-CONTRASTS = ("image", "object")
 
 
-__all__ = ["BLEND", "BLEND_GAIN", "MAX_SCALE", "MIN_GAIN", "OBJECT_FRACTION", "Window", "ZoomPredictor",
-           "blend_weight", "zoom_window"]
+__all__ = ["BLEND", "BLEND_GAIN", "CONTRASTS", "MAX_SCALE", "MIN_GAIN", "OBJECT_FRACTION", "Window",
+           "ZoomPredictor", "blend_weight", "zoom_window"]
 
 _LATEST = object()
 
