@@ -440,3 +440,29 @@ def test_validation_numbers_are_means_over_generated_scenes(tiny_model):
     assert all(0.0 <= v <= 1.0 for v in numbers)
     assert out["mean6"] == pytest.approx(np.mean([out[k][p] for k in KINDS for p in ("click", "box")]))
     assert out["corrections"] == pytest.approx(np.mean([out[k]["corrections"] for k in KINDS]))
+
+
+def test_validate_command_serves_the_views_it_is_given(tiny_model_path, capsys):
+    """``python -m training.validate --views 2`` encodes every scene and crop in 2 mirrored views,
+    and prints the numbers as one JSON line."""
+    import json
+
+    from napari_segany import Predictor
+    from training import validate as command
+
+    seen = []
+    encode = Predictor.encode
+
+    def counting(self, image, **kwargs):
+        embedding = encode(self, image, **kwargs)
+        seen.append(1 + len(embedding.views))
+        return embedding
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Predictor, "encode", counting)
+        assert command.main(["--model", str(tiny_model_path), "--kind", "nuclei", "--scenes", "1", "--views", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"nuclei", "mean", "corrections"} and 0.0 <= out["mean"] <= 1.0
+    assert seen and set(seen) == {2}
+    with pytest.raises(SystemExit):
+        command.main(["--model", str(tiny_model_path), "--views", "3"])

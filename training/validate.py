@@ -1,7 +1,8 @@
 """The validation rule's numbers: 24 generated scenes drawn like the held-out ones but with seed 1
-(kinds in turn, 512 x 512, up to 20 objects of at least 30 px each), served zoomed with one view.
+(kinds in turn, 512 x 512, up to 20 objects of at least 30 px each), served zoomed with one view
+(``--views N`` averages N mirrored views; the CLI and the widget serve the model's 4).
 
-    python -m training.validate --model PATH [--no-scorer] [--crop-contrast object]
+    python -m training.validate --model PATH [--no-scorer] [--crop-contrast object] [--views N]
     python -m training.validate --model PATH --kind nuclei --bright-fraction 0.3 --scenes 12
 
 The second form draws only one kind of scene (the same seeds), optionally with condensed bright
@@ -26,6 +27,7 @@ import torch
 
 from napari_segany import Predictor
 from napari_segany.crop_geometry import CONTRASTS
+from napari_segany.views import VIEW_COUNTS
 from napari_segany.weights import load_model
 
 from .evaluate import N_CORRECTIONS, ModelMethod, iou
@@ -79,6 +81,8 @@ def main(argv=None) -> int:
     p.add_argument("--bright-fraction", type=float, default=0.0,
                    help="nuclei scenes with up to this fraction of condensed bright nuclei (default 0, as trained)")
     p.add_argument("--scenes", type=int, default=SCENES)
+    p.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
+                   help="mirrored views averaged (napari_segany.views; default 1, the rules' setting)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
     model = load_model(args.model, device="cpu")
     if args.no_scorer:
         model.scorer = None
-    method = ModelMethod(Predictor(model), zoom=True, contrast=args.crop_contrast)
+    method = ModelMethod(Predictor(model, views=args.views), zoom=True, contrast=args.crop_contrast)
     kinds = KINDS if args.kind is None else (args.kind,)
     scene = {"bright_fraction": args.bright_fraction} if args.bright_fraction else {}
     print(json.dumps(validate(method, args.scenes, kinds, **scene)))
