@@ -34,6 +34,7 @@ import numpy as np
 
 from napari_segany.crop_geometry import CONTRASTS
 from napari_segany.sample_data import load_sample, voxel_size
+from napari_segany.views import VIEW_COUNTS
 
 from . import baseline
 from .prompts import centre_correction, farthest_interior_point, tight_box
@@ -261,7 +262,7 @@ def main(argv=None) -> int:
                    help="with --zoom: largest enlargement of image pixels (default: napari_segany.zoom.MAX_SCALE)")
     p.add_argument("--crop-contrast", default=None, choices=CONTRASTS,
                    help="with --zoom: the crops' intensity window (default: napari_segany.zoom's, image)")
-    p.add_argument("--views", type=int, default=1, choices=(1, 2, 4, 8),
+    p.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
                    help="mirrored views averaged in the 2D protocols (napari_segany.views; 3D never uses them)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
