@@ -97,12 +97,13 @@ def run_propagate(args: argparse.Namespace) -> int:
         raise ValueError(f"--slice {args.slice} is outside the volume, which has {store.n_slices} slices along "
                          f"axis {store.axis} (0-{store.n_slices - 1})")
     prompter = store.predictor
-    prompter.set_embedding(store.get(args.slice, prefetch=False))
+    embedding = store.get(args.slice, prefetch=False)
+    prompter.set_embedding(embedding)
     if not args.no_zoom:
         from .zoom import ZoomPredictor
 
         prompter = ZoomPredictor(prompter)
-        prompter.attach(store.predictor.embedding, store.slice(args.slice), channel=args.channel)
+        prompter.attach(embedding, store.slice(args.slice), channel=args.channel)
     points = [(r, c) for r, c, _ in args.point] or None
     labels = [lab for _, _, lab in args.point] or None
     res = prompter.predict(points=points, labels=labels, box=args.box,

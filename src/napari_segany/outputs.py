@@ -12,9 +12,16 @@ from .preprocess import Geometry
 from .views import View
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ImageEmbedding:
-    """What the decoder needs from one image, detached from the image itself.
+    """What the decoder needs from one image, detached from the image itself; immutable.
+
+    It knows what it encodes: ``model_id`` (the model that computed it),
+    ``image_id`` (:func:`image_fingerprint` of the pixels the model was shown,
+    or a name the caller gave, e.g. a layer and slice) and ``window`` (the
+    intensity window). A :class:`~napari_segany.Predictor` answers from it
+    only for its own model, and :class:`~napari_segany.ZoomPredictor` only
+    for the image it encodes.
 
     features: (256, h, w) float32; ``window`` is the intensity window used;
     ``views``: embeddings of mirrored copies of the image whose answers
@@ -30,6 +37,7 @@ class ImageEmbedding:
     window: tuple[float, float] = (0.0, 1.0)
     views: tuple[tuple[View, "ImageEmbedding"], ...] = ()
     guide: np.ndarray | None = field(default=None, repr=False)
+    image_id: str = ""
 
     @property
     def original_size(self) -> tuple[int, int]:
@@ -50,7 +58,8 @@ class Prediction:
     ``mask_input`` to refine); masks: (K, H, W) bool at the image's size,
     computed on first access (``mask(i)`` computes a single one). ``window``:
     the crop of the image the logits belong to (:class:`napari_segany.zoom.Window`),
-    None for the whole image.
+    None for the whole image. ``embedding``: the embedding the answer comes from
+    (of the crop, when there is a ``window``).
     """
 
     scores: np.ndarray
@@ -59,6 +68,7 @@ class Prediction:
     _upscale: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     _masks: np.ndarray | None = field(default=None, repr=False)
     window: object | None = None
+    embedding: ImageEmbedding | None = field(default=None, repr=False)  # what it answers on
     _single: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # masks made one at a time
 
     @property

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ from .preprocess import (
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
 from .refine import guide_from_unit, logit_cell, refine_logits
 from .scoring import rescored, single_click
-from .regions import check_regions, keep_prompted
+from .regions import check_regions, masks_from
+from .identity import image_fingerprint, model_identity
 from .outputs import ImageEmbedding, Prediction
 from .views import check_view_count, move_logits, views as view_list
 
@@ -33,8 +35,22 @@ class Cancelled(Exception):
     """Raised inside :meth:`Predictor.encode` when ``should_stop`` returns True."""
 
 
+class _Bound(NamedTuple):
+    """An embedding with its features as tensors on the model's device (one per view)."""
+
+    embedding: ImageEmbedding
+    features: torch.Tensor
+    view_features: tuple[torch.Tensor, ...]
+
+
 class Predictor:
-    """Prompted segmentation of one 2D image at a time.
+    """Prompted segmentation of 2D images: ``encode`` an image once, then answer prompts on it.
+
+    An answer is a function of an embedding and the prompts: ``predict(...,
+    embedding=emb)`` touches no state, so one predictor serves several images
+    and threads at once. ``set_image`` / ``set_embedding`` make an embedding
+    current for calls that name none; a call reads it once, so a concurrent
+    ``set_embedding`` never mixes two images into one answer.
 
     Parameters
     ----------
@@ -66,16 +82,18 @@ class Predictor:
         self.precision = resolve_precision(precision, self.device)
         self.regions = check_regions(regions)
         self.views = check_view_count(views)
-        self._embedding: ImageEmbedding | None = None
-        self._features: torch.Tensor | None = None
-        self._view_features: list[torch.Tensor] = []
+        self._model_id = model_identity(model)
+        self._current: _Bound | None = None
+        self._bound_lock = threading.Lock()
+        self._bound: weakref.WeakKeyDictionary[ImageEmbedding, _Bound] = weakref.WeakKeyDictionary()
         self._dense_pe: torch.Tensor | None = None
 
     # -- images -------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        info = self.model.info
-        return f"{info.name}:{info.sha256[:16]}" if info.sha256 else info.name
+        """Which model computes this predictor's embeddings: its name and file digest, or for a
+        model built in memory its name and a digest of its weights at the predictor's creation."""
+        return self._model_id
 
     def encode(
         self,
@@ -87,6 +105,7 @@ class Predictor:
         percentiles: tuple[float, float] | None = None,
         should_stop: Callable[[], bool] | None = None,
         views: int | None = None,
+        image_id: str | None = None,
     ) -> ImageEmbedding:
         """Compute the embedding of ``image`` without changing the predictor's state.
 
@@ -95,22 +114,25 @@ class Predictor:
         uint8 RGB images keep their full 0-255 range. ``should_stop`` is
         polled between encoder stages; when it returns True, :class:`Cancelled`
         is raised. ``views``: mirrored copies to encode too (default: the
-        predictor's ``views``).
+        predictor's ``views``). ``image_id`` names what is encoded (default:
+        :func:`~napari_segany.outputs.image_fingerprint` of the pixels used).
         """
         data = as_2d_channels(image, channel=channel, rgb=rgb)
         profile = self.model.info.preprocess
         if percentiles is None:
             percentiles = (0.0, 100.0) if profile == "medsam" else DEFAULT_PERCENTILES
         window = intensity_window(data, contrast_limits=contrast_limits, percentiles=percentiles)
+        image_id = image_fingerprint(data) if image_id is None else str(image_id)
         unit = to_unit_range(data, window)
         geometry = Geometry.for_image(data.shape[:2], self.model.image_size, profile)
         embeddings = []
         for view in view_list(self.views if views is None else views):
             g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
             features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
-            embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window)))
+            embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window,
+                                                    image_id=f"{image_id}/{view}")))
         guide = guide_from_unit(unit) if self._guided else None
-        return replace(embeddings[0][1], views=tuple(embeddings[1:]), guide=guide)
+        return replace(embeddings[0][1], views=tuple(embeddings[1:]), guide=guide, image_id=image_id)
 
     @property
     def _guided(self) -> bool:
@@ -153,9 +175,15 @@ class Predictor:
         return emb
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
-        """Make a previously computed (or cached) embedding current."""
+        """Make a previously computed (or cached) embedding current, for the calls that name none."""
+        self._current = self._bind(embedding)
+
+    def _bind(self, embedding: ImageEmbedding) -> _Bound:
+        """``embedding``, checked to be this model's, with its features as tensors (kept while the
+        embedding lives, so that answering again on it copies nothing)."""
         if not isinstance(embedding, ImageEmbedding):
-            raise TypeError("set_embedding expects an ImageEmbedding from Predictor.encode or .embedding")
+            raise TypeError("expected an ImageEmbedding from Predictor.encode (or .embedding), got "
+                            f"{type(embedding).__name__}")
         grid = self.model.embedding_size
         if embedding.features.shape != (256, grid, grid):
             raise ValueError(
@@ -166,26 +194,40 @@ class Predictor:
             raise ValueError(
                 f"embedding was computed by model {embedding.model_id!r}, not {self.model_id!r}; recompute it"
             )
-        self._embedding = embedding
-        self._features = self._tensor(embedding.features)
-        self._view_features = [self._tensor(e.features) for _, e in embedding.views]
+        with self._bound_lock:
+            bound = self._bound.get(embedding)
+            if bound is None:
+                bound = _Bound(embedding, self._tensor(embedding.features),
+                               tuple(self._tensor(e.features) for _, e in embedding.views))
+                self._bound[embedding] = bound
+        return bound
+
+    def _resolve(self, embedding: ImageEmbedding | None) -> _Bound:
+        """The embedding a call answers on: the one it names, else the current one (read once)."""
+        if embedding is not None:
+            return self._bind(embedding)
+        bound = self._current
+        if bound is None:
+            raise RuntimeError("no image is set: pass embedding=predictor.encode(image), or call "
+                               "set_image(image) first")
+        return bound
 
     def _tensor(self, features: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self.device)[None]
+        return torch.tensor(np.asarray(features, np.float32), device=self.device)[None]
 
     @property
     def embedding(self) -> ImageEmbedding | None:
-        """The current image's embedding, or None before :meth:`set_image`."""
-        return self._embedding
+        """The current embedding (:meth:`set_image`), or None."""
+        bound = self._current
+        return None if bound is None else bound.embedding
 
     @property
     def is_ready(self) -> bool:
-        return self._embedding is not None
+        return self._current is not None
 
     def reset(self) -> None:
-        self._embedding = None
-        self._features = None
-        self._view_features = []
+        """Forget the current embedding."""
+        self._current = None
 
     # -- prompts ------------------------------------------------------------
     def predict(
@@ -195,6 +237,8 @@ class Predictor:
         box=None,
         mask_input=None,
         multimask: bool = True,
+        *,
+        embedding: ImageEmbedding | None = None,
     ) -> Prediction:
         """Candidate masks for one object.
 
@@ -208,43 +252,52 @@ class Predictor:
         multimask : bool
             True returns 3 candidates (for an ambiguous single prompt), False
             returns 1 (better for several prompts at once).
+        embedding : ImageEmbedding, optional
+            The image to answer on (from :meth:`encode`); default: the
+            current one (:meth:`set_image`).
 
         When the model has a candidate scorer (:mod:`napari_segany.scoring`),
         the candidates for a single positive click with ``multimask`` are
         ordered by its predicted IoU, which is their ``scores``; otherwise by
-        the decoder's.
+        the decoder's. The result's ``embedding`` is the one it answers on.
         """
-        res = self._predict(points, labels, box, mask_input, multimask)
-        return self.rescore(res, single_click(points, labels, box, mask_input, multimask))
+        bound = self._resolve(embedding)
+        res = self._predict(points, labels, box, mask_input, multimask, embedding=bound.embedding)
+        return self.rescore(res, single_click(points, labels, box, mask_input, multimask),
+                            embedding=bound.embedding)
 
-    def rescore(self, prediction: Prediction, point) -> Prediction:
-        """``prediction`` (on the current embedding's image) reordered by the model's candidate
-        scorer for the click ``point`` (row, col); unchanged when there is no scorer or no point."""
-        guide = None if self._embedding is None else self._embedding.guide
-        return rescored(prediction, self.model.scorer, guide, point)
+    def rescore(self, prediction: Prediction, point, *, embedding: ImageEmbedding | None = None) -> Prediction:
+        """``prediction`` (on ``embedding``'s image, default the prediction's own) reordered by the
+        model's candidate scorer for the click ``point`` (row, col); unchanged when there is no
+        scorer or no point."""
+        emb = embedding if embedding is not None else prediction.embedding
+        if emb is None:
+            emb = self._resolve(None).embedding
+        return rescored(prediction, self.model.scorer, emb.guide, point)
 
-    def _predict(self, points=None, labels=None, box=None, mask_input=None, multimask: bool = True) -> Prediction:
+    def _predict(self, points=None, labels=None, box=None, mask_input=None, multimask: bool = True, *,
+                 embedding: ImageEmbedding | None = None) -> Prediction:
         """:meth:`predict` with the decoder's order and scores."""
-        if self._embedding is None:
-            raise RuntimeError("no image is set: call set_image(image) or set_embedding(...) first")
-        prompts = prepare_prompts(
-            self._embedding.geometry, self.model.low_res_size, points, labels, box, mask_input, self.device
-        )
-        logits, scores = self._decode(prompts, multimask)
-        if self._embedding.views:
-            logits, scores = self._average_views(logits, scores, prompts, points, labels, box, multimask)
+        bound = self._resolve(embedding)
+        emb = bound.embedding
+        prompts = prepare_prompts(emb.geometry, self.model.low_res_size, points, labels, box, mask_input,
+                                  self.device)
+        logits, scores = self._decode(prompts, multimask, bound.features)
+        if emb.views:
+            logits, scores = self._average_views(bound, logits, scores, prompts, points, labels, box, multimask)
         logits, scores = logits[0], scores[0]
         order = torch.argsort(scores, descending=True)
         logits, scores = logits[order], scores[order]
-        logits_np = logits.float().cpu().numpy()
         return Prediction(
             scores=scores.float().cpu().numpy(),
-            logits=logits_np,
+            logits=logits.float().cpu().numpy(),
             token_index=order.cpu().numpy() + (1 if multimask else 0),
-            _upscale=self._upscaler(points, labels, box),
+            _upscale=self._upscaler(emb, points, labels, box),
+            embedding=emb,
         )
 
-    def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask: bool = False):
+    def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask: bool = False, *,
+                      embedding: ImageEmbedding | None = None):
         """Candidate masks for B objects in one decoder call (on the image as it is: mirrored
         views are not averaged here).
 
@@ -256,16 +309,18 @@ class Predictor:
         labels : (B, N) array_like of 1 / 0 / -1, optional (all 1 when omitted)
         mask_input : (B, h, w) low-res logits, optional
         multimask : bool
+        embedding : ImageEmbedding, optional
+            As in :meth:`predict`.
 
         Returns
         -------
         list of Prediction, one per object, candidates sorted best first.
         """
-        if self._embedding is None:
-            raise RuntimeError("no image is set: call set_image(image) or set_embedding(...) first")
-        prompts = prepare_batch(self._embedding.geometry, self.model.low_res_size, boxes, points, labels,
-                                mask_input, self.device)
-        logits, scores = self._decode(prompts, multimask)
+        bound = self._resolve(embedding)
+        emb = bound.embedding
+        prompts = prepare_batch(emb.geometry, self.model.low_res_size, boxes, points, labels, mask_input,
+                                self.device)
+        logits, scores = self._decode(prompts, multimask, bound.features)
         order = torch.argsort(scores, dim=1, descending=True)
         scores = torch.gather(scores, 1, order).float().cpu().numpy()
         logits = logits[torch.arange(len(order))[:, None], order].float().cpu().numpy()
@@ -274,21 +329,22 @@ class Predictor:
         pts = [None] * n if points is None else list(points)
         labs = [None] * n if labels is None else list(labels)
         bxs = [None] * n if boxes is None else list(boxes)
-        return [Prediction(scores[i], logits[i], order[i], self._upscaler(pts[i], labs[i], bxs[i]))
-                for i in range(n)]
+        return [Prediction(scores[i], logits[i], order[i], self._upscaler(emb, pts[i], labs[i], bxs[i]),
+                           embedding=emb) for i in range(n)]
 
-    def _upscaler(self, points=None, labels=None, box=None) -> Callable[[np.ndarray], np.ndarray]:
-        """Low-res logits (K, h, w) -> bool masks (K, H, W), keeping the prompted regions
-        (``self.regions``) of each."""
-        to_image = self._image_logits()
-        return lambda logits: self._masks_from(to_image(logits), points, labels, box)
+    def _upscaler(self, embedding: ImageEmbedding, points=None, labels=None, box=None
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+        """Low-res logits (K, h, w) -> bool masks (K, H, W) of ``embedding``'s image, keeping the
+        prompted regions (``self.regions`` when called) of each."""
+        to_image, regions = self._image_logits(embedding), self.regions
+        return lambda logits: masks_from(to_image(logits), regions, points, labels, box)
 
-    def _image_logits(self) -> Callable[[np.ndarray], torch.Tensor]:
-        """For the current embedding: low-res logits (K, h, w) -> (K, H, W) scores at the image's
+    def _image_logits(self, embedding: ImageEmbedding) -> Callable[[np.ndarray], torch.Tensor]:
+        """For ``embedding``: low-res logits (K, h, w) -> (K, H, W) scores at the image's
         size whose positive part is the mask: the logits upscaled and boundary-refined when the
         model has a refiner; for MedSAM, which thresholds the resized probability at 0.5, that
         probability minus 0.5."""
-        geometry, guide = self._embedding.geometry, self._embedding.guide
+        geometry, guide = embedding.geometry, embedding.guide
         medsam = geometry.profile == "medsam"
         refiner = self.model.refiner if guide is not None else None  # no guide: no refiner, or MedSAM
         cell = logit_cell(geometry.original_size, self.model.low_res_size)
@@ -304,33 +360,25 @@ class Predictor:
 
         return to_image
 
-    def _masks_from(self, image_logits: torch.Tensor, points=None, labels=None, box=None) -> np.ndarray:
-        """What :meth:`_image_logits` gives -> bool masks, keeping the prompted regions
-        (``self.regions``) of each; prompts in the image's (row, col) pixels."""
-        masks = (image_logits > 0).numpy()
-        if self.regions == "prompted":
-            for k in range(len(masks)):
-                masks[k] = keep_prompted(masks[k], points, labels, box)
-        return masks
-
-    def _decode(self, prompts: PromptTensors, multimask: bool, features: torch.Tensor | None = None):
-        """-> (1 x K x h x w logits, 1 x K scores) on the current embedding (or ``features``)."""
+    def _decode(self, prompts: PromptTensors, multimask: bool, features: torch.Tensor):
+        """-> (1 x K x h x w logits, 1 x K scores) on ``features`` (1 x 256 x h x w)."""
         model = self.model
-        if self._dense_pe is None:
-            self._dense_pe = model.prompt_encoder.get_dense_pe()
+        dense_pe = self._dense_pe
+        if dense_pe is None:  # computed once; two threads computing it at once get the same tensor
+            with torch.inference_mode():
+                dense_pe = self._dense_pe = model.prompt_encoder.get_dense_pe()
         with torch.inference_mode(), autocast_context(self.precision, self.device):
             sparse, dense = model.prompt_encoder(prompts.points, prompts.boxes, prompts.masks)
-            features = self._features if features is None else features
-            return model.mask_decoder(features, self._dense_pe, sparse, dense, multimask)
+            return model.mask_decoder(features, dense_pe, sparse, dense, multimask)
 
-    def _average_views(self, logits, scores, prompts, points, labels, box, multimask):
+    def _average_views(self, bound: _Bound, logits, scores, prompts, points, labels, box, multimask):
         """The identity view's answer averaged with each mirrored view's, brought back to its frame."""
-        emb, low = self._embedding, self.model.low_res_size
+        emb, low = bound.embedding, self.model.low_res_size
         shape, geometry = emb.original_size, emb.geometry
         # clones: the decoder's outputs are inference tensors, which cannot be added to in place
         total_logits, total_scores = logits[0].float().cpu().clone(), scores[0].float().cpu().clone()
         previous = None if prompts.masks is None else prompts.masks[0, 0].float().cpu()
-        for (view, vemb), features in zip(emb.views, self._view_features):
+        for (view, vemb), features in zip(emb.views, bound.view_features):
             vmask = None if previous is None else move_logits(previous, geometry, vemb.geometry, low, view.to_view)
             vprompts = prepare_prompts(vemb.geometry, low, view.points(points, shape), labels,
                                        view.box(box, shape), None if vmask is None else vmask.numpy(), self.device)
@@ -340,13 +388,13 @@ class Predictor:
         n = 1 + len(emb.views)
         return (total_logits / n)[None], (total_scores / n)[None]
 
-    def mask_prompt(self, mask: np.ndarray, magnitude: float = 8.0) -> np.ndarray:
-        """Turn a full-resolution binary mask of the current image into
-        low-res logits for ``mask_input`` (e.g. to refine an existing object)."""
-        if self._embedding is None:
-            raise RuntimeError("no image is set: call set_image(image) first")
-        geometry = self._embedding.geometry
+    def mask_prompt(self, mask: np.ndarray, magnitude: float = 8.0, *,
+                    embedding: ImageEmbedding | None = None) -> np.ndarray:
+        """Turn a full-resolution binary mask of ``embedding``'s image (default: the current one)
+        into low-res logits for ``mask_input`` (e.g. to refine an existing object)."""
+        geometry = self._resolve(embedding).embedding.geometry
         mask = np.asarray(mask)
         if mask.shape != geometry.original_size:
             raise ValueError(f"mask has shape {mask.shape}, the image is {geometry.original_size}")
         return mask_to_logits(mask.astype(bool), geometry, self.model.low_res_size, magnitude)
+

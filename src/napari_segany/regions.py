@@ -74,6 +74,17 @@ def keep_prompted(mask: np.ndarray, points=None, labels=None, box=None) -> np.nd
     return keep[regions]
 
 
+def masks_from(image_logits, regions: str, points=None, labels=None, box=None) -> np.ndarray:
+    """(K, H, W) scores whose positive part is each mask (a tensor or array) -> bool masks, with
+    only the prompted regions of each when ``regions`` is "prompted"; prompts in (row, col) pixels."""
+    positive = image_logits > 0
+    masks = positive.numpy() if hasattr(positive, "numpy") else np.array(positive)
+    if check_regions(regions) == "prompted":
+        for k in range(len(masks)):
+            masks[k] = keep_prompted(masks[k], points, labels, box)
+    return masks
+
+
 def best_overlap(masks, reference: np.ndarray) -> int:
     """Index of the bool mask in ``masks`` with the highest IoU with ``reference`` (the first of
     equals; an empty union counts as IoU 0)."""

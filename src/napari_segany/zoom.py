@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -27,10 +28,11 @@ import torch
 
 from .crop_geometry import (BLEND, BLEND_GAIN, CONTRASTS, MAX_SCALE, MIN_GAIN, OBJECT_FRACTION, Window,
                             blend_weight, prompt_extent, prompt_points, zoom_window)
+from .identity import image_fingerprint
 from .predictor import ImageEmbedding, Prediction, Predictor
-from .preprocess import DEFAULT_PERCENTILES, Geometry, mask_to_logits, upscale_logits
+from .preprocess import DEFAULT_PERCENTILES, Geometry, as_2d_channels, mask_to_logits, upscale_logits
 from .prompts import check_mask_input
-from .regions import best_overlap
+from .regions import best_overlap, masks_from
 from .scoring import single_click
 
 # contrast="object": a crop's window keeps the image's low end and ends at the upper percentile of the
@@ -59,7 +61,9 @@ class ZoomPredictor:
     Where no crop enlarges the object enough, the answer is the Predictor's.
     When refining with ``mask_input``, the crop is kept while the prompts stay
     inside it; otherwise a new crop is chosen and the previous mask carried
-    over to it. The predictor is left holding the whole image's embedding.
+    over to it. The predictor's own state is never changed (every answer
+    names its embedding), and one ZoomPredictor may be called from several
+    threads: its crop cache is guarded.
 
     Parameters
     ----------
@@ -117,6 +121,7 @@ class ZoomPredictor:
         self._full: ImageEmbedding | None = None
         self._crops: OrderedDict[Window, ImageEmbedding] = OrderedDict()
         self._last: Prediction | None = None
+        self._lock = threading.RLock()
 
     def set_image(self, image, *, channel: int | None = None, rgb: bool | None = None, **kwargs) -> ImageEmbedding:
         """Encode the whole image (keywords as :meth:`Predictor.encode`); crops reuse its intensity window."""
@@ -131,10 +136,15 @@ class ZoomPredictor:
         if tuple(embedding.original_size) != tuple(np.shape(image)[:2]):
             raise ValueError(f"the embedding is of a {embedding.original_size} image, not of this "
                              f"{np.shape(image)[:2]} one")
-        self.predictor.set_embedding(embedding)
-        self._full, self._image, self._channels = embedding, image, {"channel": channel, "rgb": rgb}
-        self._crops.clear()
-        self._last = None
+        self.predictor._bind(embedding)  # this model's, or a sentence saying to recompute it
+        if embedding.image_id.startswith("px:") and \
+                image_fingerprint(as_2d_channels(image, channel=channel, rgb=rgb)) != embedding.image_id:
+            raise ValueError("the embedding was computed from other pixels than this image's (another image, "
+                             "slice or channel, or the data changed since); encode this image again")
+        with self._lock:
+            self._full, self._image, self._channels = embedding, image, {"channel": channel, "rgb": rgb}
+            self._crops.clear()
+            self._last = None
 
     @property
     def embedding(self) -> ImageEmbedding | None:
@@ -182,6 +192,10 @@ class ZoomPredictor:
         be omitted when ``mask_input`` is one of the latest prediction's
         logits. The result's ``window`` says where its ``logits`` live.
         """
+        with self._lock:
+            return self._predict(points, labels, box, mask_input, multimask, mask_window)
+
+    def _predict(self, points, labels, box, mask_input, multimask, mask_window) -> Prediction:
         if self._full is None:
             raise RuntimeError("no image is set: call set_image(image) first")
         prompts = {"points": points, "labels": labels, "box": box}
@@ -215,7 +229,8 @@ class ZoomPredictor:
                 if previous is None:
                     previous = self._full_mask(whole_input, source)
                 whole_input = mask_to_logits(previous, self._full.geometry, self.predictor.model.low_res_size)
-            first = self.predictor._predict(mask_input=whole_input, multimask=multimask, **prompts)
+            first = self.predictor._predict(mask_input=whole_input, multimask=multimask, embedding=self._full,
+                                            **prompts)
         res = self._answer(window, mask_input=mask_input, multimask=multimask, whole=first, **prompts)
         if clicked and window is not None:
             res = self._closer(res, first, multimask, prompts)
@@ -226,7 +241,7 @@ class ZoomPredictor:
         point = single_click(prompts["points"], prompts["labels"], None, None, multimask)
         if point is None:
             return res
-        self._last = self.predictor.rescore(res, point)
+        self._last = self.predictor.rescore(res, point, embedding=self._full)  # masks at the image's size
         return self._last
 
     def _closer(self, res: Prediction, whole: Prediction, multimask: bool, prompts: dict) -> Prediction:
@@ -254,18 +269,16 @@ class ZoomPredictor:
                 whole: Prediction | None = None) -> Prediction:
         pred = self.predictor
         if window is None:
-            res = pred._predict(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask)
+            res = pred._predict(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask,
+                                embedding=self._full)
         else:
             offset = np.array([window.top, window.left], float)
             crop_points = None if points is None else np.asarray(points, float).reshape(-1, 2) - offset
             crop_box = None if box is None else np.asarray(box, float).reshape(4) - np.tile(offset, 2)
-            pred.set_embedding(self._embedding(window))
-            try:
-                res = pred._predict(points=crop_points, labels=labels, box=crop_box, mask_input=mask_input,
-                                   multimask=multimask)
-                crop_logits = pred._image_logits()
-            finally:
-                pred.set_embedding(self._full)
+            crop = self._embedding(window)
+            res = pred._predict(points=crop_points, labels=labels, box=crop_box, mask_input=mask_input,
+                                multimask=multimask, embedding=crop)
+            crop_logits = pred._image_logits(crop)
             if whole is None or self.blend == 0:
                 crop_masks = res._upscale
                 upscale = lambda logits: self._paste(window, crop_masks(logits))  # noqa: E731
@@ -284,7 +297,8 @@ class ZoomPredictor:
         the whole image's logits alone."""
         pred, inside = self.predictor, (..., *window.slices)
         weight = blend_weight(self.blend, tuple(self._full.original_size), window)
-        whole_logits = pred._image_logits()
+        regions = pred.regions  # as at the time of the answer, like Predictor's masks
+        whole_logits = pred._image_logits(self._full)
         candidates = functools.cache(lambda: whole_logits(whole.logits))  # refined once, when first needed
 
         def upscale(logits: np.ndarray) -> np.ndarray:
@@ -293,12 +307,12 @@ class ZoomPredictor:
             for k in range(len(inner)):
                 j = 0
                 if len(outer) > 1:
-                    own = self._paste(window, pred._masks_from(inner[k : k + 1], **crop_prompts))[0]
+                    own = self._paste(window, masks_from(inner[k : k + 1], regions, **crop_prompts))[0]
                     j = best_overlap((outer > 0).numpy(), own)
                 blend = outer[j].clone()
                 blend[inside] = weight * blend[inside] + (1 - weight) * inner[k]
                 out.append(blend)
-            return pred._masks_from(torch.stack(out), **prompts)
+            return masks_from(torch.stack(out), regions, **prompts)
 
         return upscale
 

@@ -38,7 +38,7 @@ class StandInPredictor:
         self.by_hash = {slice_hash(np.asarray(take_slice(volume, axis, z))): z for z in range(volume.shape[axis])}
         self.batch_sizes: list[int] = []
         self.encoded: list[int] = []
-        self.z = None
+        self.set_calls = 0
 
     def encode(self, image, channel=None, contrast_limits=None, should_stop=None, **kwargs):
         z = self.by_hash[slice_hash(image)]
@@ -47,15 +47,16 @@ class StandInPredictor:
                               self.model_id, tuple(contrast_limits))
 
     def set_embedding(self, emb):
-        self.z = int(round(float(emb.features.ravel()[0])))
+        self.set_calls += 1  # propagation must never change a predictor's state
 
-    def mask_prompt(self, mask):
+    def mask_prompt(self, mask, embedding=None):
         return np.where(mask, 1.0, -1.0).astype(np.float32)
 
-    def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask=False):
+    def predict_batch(self, boxes=None, points=None, labels=None, mask_input=None, multimask=False, *, embedding):
         from scipy import ndimage as ndi
 
-        truth = np.asarray(take_slice(self.truth, self.axis, self.z))
+        z = int(round(float(embedding.features.ravel()[0])))
+        truth = np.asarray(take_slice(self.truth, self.axis, z))
         count = next(len(a) for a in (mask_input, points, boxes) if a is not None)
         self.batch_sizes.append(count)
         out = []
@@ -78,7 +79,7 @@ class StandInPredictor:
                 mask = truth == best
                 if self.dilate:
                     mask = ndi.binary_dilation(mask, iterations=self.dilate)
-            score = self.scores.get(self.z, 1.0 if mask.any() else 0.0)
+            score = self.scores.get(z, 1.0 if mask.any() else 0.0)
             logits = np.where(mask, 1.0, -1.0)[None].astype(np.float32)
             out.append(Prediction(np.array([score], np.float32), logits, np.array([0]), lambda lg: lg > 0))
         return out

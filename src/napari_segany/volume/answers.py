@@ -67,9 +67,8 @@ def slice_answers(store, predictor, index: int, previous: list[np.ndarray], mode
             emb = store.get(index, should_stop=should_stop, prefetch=False)
         else:
             emb = store.crop(index, window, should_stop=should_stop)
-        predictor.set_embedding(emb)
         inputs = [previous[k] if window is None else previous[k][window.slices] for k in members]
-        preds = predictor.predict_batch(**build_prompts(predictor, inputs, mode))
+        preds = predictor.predict_batch(**build_prompts(predictor, inputs, mode, emb), embedding=emb)
         for k, m, pred in zip(members, inputs, preds):
             mask, score = choose_candidate(pred, m)
             answers[k] = (mask if window is None else window.paste(mask, previous[k].shape), score)

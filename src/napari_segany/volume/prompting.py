@@ -46,9 +46,9 @@ def interior_point(mask: np.ndarray) -> np.ndarray:
     return np.array([r0 + r - 1, c0 + c - 1], dtype=np.float64)
 
 
-def build_prompts(predictor, masks: list[np.ndarray], mode: str) -> dict:
-    """Keyword arguments for ``predictor.predict_batch`` (its current image
-    must be the target slice) from each object's mask on the previous slice."""
+def build_prompts(predictor, masks: list[np.ndarray], mode: str, embedding) -> dict:
+    """Keyword arguments for ``predictor.predict_batch`` on ``embedding`` (of the target slice, or
+    a crop of it) from each object's mask on the previous slice (or that crop of it)."""
     kwargs: dict = {"multimask": mode == "points"}
     if "box" in mode:
         kwargs["boxes"] = np.stack([box_from_mask(m) for m in masks])
@@ -56,7 +56,7 @@ def build_prompts(predictor, masks: list[np.ndarray], mode: str) -> dict:
         kwargs["points"] = np.stack([interior_point(m)[None] for m in masks])
         kwargs["labels"] = np.ones((len(masks), 1), np.int64)
     if "mask" in mode:
-        kwargs["mask_input"] = np.stack([predictor.mask_prompt(m) for m in masks])
+        kwargs["mask_input"] = np.stack([predictor.mask_prompt(m, embedding=embedding) for m in masks])
     return kwargs
 
 

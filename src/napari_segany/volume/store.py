@@ -11,7 +11,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..predictor import Cancelled, ImageEmbedding
-from ..preprocess import DEFAULT_PERCENTILES, Geometry
+from ..identity import image_fingerprint
+from ..preprocess import DEFAULT_PERCENTILES, Geometry, as_2d_channels
 from .cache import SliceCache, slice_hash
 from .checks import check_axis
 from .crops import CropCache
@@ -261,8 +262,9 @@ class EmbeddingStore:
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
         guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
         geometry = Geometry.for_image(image.shape[:2], self.geometry.model_size, self.geometry.profile)
+        image_id = image_fingerprint(as_2d_channels(image, channel=self.channel))
         return ImageEmbedding(features.astype(np.float32), geometry, self.predictor.model_id, self.window,
-                              guide=guide)
+                              guide=guide, image_id=image_id)
 
     def _lookup(self, i: int, h: str, count: bool = True) -> np.ndarray | None:
         with self._mem_lock:
