@@ -51,12 +51,11 @@ def widget_factory(make_napari_viewer, qtbot):
     made = []
 
     def make(image, model=None, zoom=False, views=1, **layer_kwargs):
-        from napari_segany._widget import SegmentAnythingWidget
+        from gui_helpers import open_widget
 
         viewer = make_napari_viewer()
         layer = viewer.add_image(image, **layer_kwargs)
-        widget = SegmentAnythingWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="Segment Anything")
+        widget = open_widget(viewer)
         made.append(widget)
         widget.zoom_box.setChecked(zoom)
         if model is not None:

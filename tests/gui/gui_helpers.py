@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def open_widget(viewer):
+    """The widget as users open it (Plugins > Segment Anything): napari builds it and hands it its
+    public proxy of the viewer."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
+    return widget
+
+
 def wait_ready(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=timeout)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import tifffile
-from gui_helpers import press, wait_prediction, wait_ready
+from gui_helpers import open_widget, press, wait_prediction, wait_ready
 
 
 def _prompt(qtbot, widget, point, choose=0):
@@ -98,7 +98,7 @@ def test_new_layer_selected_label_and_clear(widget_factory, qtbot, nuclei2d, fas
     widget.controller.commit()
     target = widget.controller.target_layer
     assert target.data.shape == image.shape and tuple(target.scale) == (0.5, 0.5)
-    assert widget.target_combo.currentData() is target
+    assert widget.target_combo.currentData() == target.unique_id
     np.testing.assert_array_equal(target.data, mask.astype(target.data.dtype))
 
     # X clears prompts without committing
@@ -133,7 +133,7 @@ def test_edit_existing_object_replaces_only_it(widget_factory, qtbot, nuclei2d, 
     rows, cols = np.nonzero(labels == obj)
     widget.controller.prompts.points.add([[rows.mean(), cols.mean()]])
     wait_prediction(qtbot, widget)
-    expected_input = predictor.mask_prompt(labels == obj)
+    expected_input = predictor.mask_prompt(labels == obj, embedding=widget.state.embedding())
     np.testing.assert_array_equal(calls[-1]["mask_input"], expected_input)  # the object feeds mask_input
     new_mask = widget.state.chosen_mask()
     before = target.data.copy()
@@ -148,15 +148,13 @@ def test_edit_existing_object_replaces_only_it(widget_factory, qtbot, nuclei2d, 
 
 def test_autosave_next_to_the_image(make_napari_viewer, qtbot, nuclei2d, fast_models, tmp_path):
     from napari_segany import Predictor
-    from napari_segany._widget import SegmentAnythingWidget
 
     image, _ = nuclei2d
     path = tmp_path / "cells.tif"
     tifffile.imwrite(path, image[:200, :200])
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari")
-    widget = SegmentAnythingWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = open_widget(viewer)
     assert widget.autosave_box.isChecked()
     widget.controller.set_predictor(Predictor(fast_models[0]), "fast")
     wait_ready(qtbot, widget)

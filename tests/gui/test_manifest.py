@@ -68,7 +68,7 @@ def test_gui_command_opens_image_widget_and_model(qtbot, tmp_path, nuclei2d, fas
     assert args.func is cli_gui.run and args.image == str(path)
     viewer, widget = cli_gui.open_gui(args.image, args.model, args.device, show=False)
     try:
-        assert viewer.layers[0].name == "img" and widget.state.image_layer is viewer.layers[0]
+        assert viewer.layers[0].name == "img" and widget.state.image_layer.unique_id == viewer.layers[0].unique_id
         qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=120_000)
         assert widget.state.model_label == "fast_vit_t_1"
     finally:

@@ -81,7 +81,7 @@ def test_rgb_image(widget_factory, qtbot, nuclei2d, fast_models):
     viewer, layer, widget = widget_factory(rgb, fast_models[0], rgb=True)
     assert layer.rgb
     wait_ready(qtbot, widget)
-    assert widget.state.predictor.embedding.window == (0.0, 255.0)  # full uint8 range for RGB
+    assert widget.state.embedding().window == (0.0, 255.0)  # full uint8 range for RGB
     widget.controller.prompts.points.add([[256, 256]])
     wait_prediction(qtbot, widget)
     mask = widget.state.chosen_mask()

@@ -11,7 +11,7 @@ def test_points_and_box_update_the_preview(widget_factory, qtbot, nuclei2d, fast
     ctrl = widget.controller
     calls = predict_calls(widget.state.predictor)
     points = ctrl.prompts.points
-    assert viewer.layers.selection.active is points and points.mode == "add"
+    assert viewer.layers.selection.active.unique_id == points.unique_id and points.mode == "add"
 
     click(points, (120, 200))  # napari's own add-mode callback
     wait_prediction(qtbot, widget)

@@ -22,7 +22,7 @@ def test_the_included_model_is_served_with_its_views_and_one_view_on_request(wid
     state, ctrl = widget.state, widget.controller
     assert included_model.info.views == 4
     assert state.options.views == 4 and widget.views_combo.currentText() == "4"
-    assert len(state.predictor.embedding.views) == 3  # encoded with 3 mirrored copies
+    assert len(state.embedding().views) == 3  # encoded with 3 mirrored copies
 
     ids = np.unique(labels[labels > 0])
     rows, cols = np.nonzero(labels == ids[len(ids) // 2])
@@ -37,7 +37,7 @@ def test_the_included_model_is_served_with_its_views_and_one_view_on_request(wid
     widget.views_combo.setCurrentText("1")  # one view: a new embedding, the same prompt predicted again
     qtbot.waitUntil(lambda: state.embedding_ready and state.ready.views == 1, timeout=30_000)
     wait_prediction(qtbot, widget)
-    assert state.predictor.embedding.views == ()
+    assert state.embedding().views == ()
     headless = Predictor(included_model)
     headless.set_image(image, contrast_limits=tuple(layer.contrast_limits))
     np.testing.assert_array_equal(state.prediction.mask(0), headless.predict(points=[point]).mask(0))

@@ -101,7 +101,7 @@ def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, n
     for i in ids[np.argsort(areas)][4:9]:  # small nuclei; for some the whole slice's mask is a blob
         rr, cc = np.nonzero(big_labels == i)
         point = (float(np.median(rr)), float(np.median(cc)))
-        blob = headless.predictor.predict(points=[point]).mask(0)  # the whole slice's answer
+        blob = headless.predictor.predict(points=[point], embedding=headless.embedding).mask(0)  # the whole slice's answer
         blob[int(point[0]), int(point[1])] = True
         first = headless.window_for(bbox(blob))
         expected = headless.predict(points=[point])

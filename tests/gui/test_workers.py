@@ -92,13 +92,13 @@ def test_switching_model_mid_embedding(widget_factory, qtbot, nuclei2d, fast_mod
     qtbot.waitUntil(lambda: not first.running, timeout=60_000)
     qtbot.wait(50)  # let any late result of the first job arrive
     assert widget.state.ready.model_id == second.model_id
-    assert second.embedding.model_id == second.model_id
+    assert widget.state.embedding().model_id == second.model_id
     widget.controller.prompts.points.add([[200, 200]])
     qtbot.waitUntil(lambda: widget.state.prediction is not None)
     # switching back to the first model is again a clean switch
     widget.controller.set_predictor(Predictor(fast_models[0]), "first")
     wait_ready(qtbot, widget)
-    assert widget.state.predictor.embedding.model_id == old_id
+    assert widget.state.embedding().model_id == old_id
 
 
 def test_switching_image_mid_embedding(widget_factory, qtbot, nuclei2d, fast_models):
@@ -108,12 +108,12 @@ def test_switching_image_mid_embedding(widget_factory, qtbot, nuclei2d, fast_mod
     job_a = widget.state.job
     assert job_a is not None and job_a.what.layer_id == layer_a.unique_id
     widget.model_panel.set_image_layer(layer_b)
-    assert widget.state.image_layer is layer_b and job_a.cancelled
+    assert widget.state.image_layer.unique_id == layer_b.unique_id and job_a.cancelled
     wait_ready(qtbot, widget)
     qtbot.waitUntil(lambda: not job_a.running, timeout=60_000)
     qtbot.wait(50)
     assert widget.state.ready.layer_id == layer_b.unique_id
-    assert widget.state.predictor.embedding.original_size == (300, 200)
+    assert widget.state.embedding().original_size == (300, 200)
     points = widget.controller.prompts.points
     points.add([[150, 100]])
     qtbot.waitUntil(lambda: widget.state.prediction is not None)
@@ -121,14 +121,14 @@ def test_switching_image_mid_embedding(widget_factory, qtbot, nuclei2d, fast_mod
     # and back to the first image, mid-embedding of nothing: a clean embedding of a
     widget.model_panel.set_image_layer(layer_a)
     wait_ready(qtbot, widget)
-    assert widget.state.predictor.embedding.original_size == (512, 512)
+    assert widget.state.embedding().original_size == (512, 512)
     # removing the image layer while its embedding is computed is harmless
     widget.controller.request_embedding(force=True)
     viewer.layers.remove(layer_a)
-    assert widget.state.image_layer is layer_b
+    assert widget.state.image_layer.unique_id == layer_b.unique_id
     wait_ready(qtbot, widget)
-    assert widget.state.predictor.embedding.original_size == (300, 200)
-    assert np.isfinite(widget.state.predictor.embedding.features).all()
+    assert widget.state.embedding().original_size == (300, 200)
+    assert np.isfinite(widget.state.embedding().features).all()
 
 
 def test_scrubbing_slices_ends_on_the_slice_shown(widget_factory, qtbot, fast_models):

@@ -8,6 +8,7 @@ methods.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Hashable, Protocol
@@ -23,7 +24,8 @@ class EmbeddingKey:
 
     ``layer_id`` is the layer's ``unique_id``; ``generation`` grows each time
     the layer's data is replaced, so embeddings of old data are never reused.
-    ``views``: how many mirrored views the embedding holds (:mod:`napari_segany.views`).
+    ``views``: how many mirrored views the embedding holds (:mod:`napari_segany.views`);
+    ``window``: the intensity window, so a contrast change asks for a new embedding.
     """
 
     layer_id: str
@@ -31,6 +33,7 @@ class EmbeddingKey:
     plane: Hashable
     model_id: str
     views: int = 1
+    window: tuple[float, float] | None = None  # the contrast limits it is encoded with (None: 0-255 RGB)
 
 
 class EmbeddingStore(Protocol):
@@ -48,7 +51,8 @@ def embedding_nbytes(embedding: ImageEmbedding) -> int:
 
 
 class MemoryEmbeddingCache:
-    """Least-recently-used embeddings, at most ``max_bytes`` in total."""
+    """Least-recently-used embeddings, at most ``max_bytes`` in total; safe to use from the GUI
+    thread and workers at once."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_bytes < 0:
@@ -56,6 +60,7 @@ class MemoryEmbeddingCache:
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict[EmbeddingKey, ImageEmbedding] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -68,12 +73,17 @@ class MemoryEmbeddingCache:
         return self._bytes
 
     def get(self, key: EmbeddingKey) -> ImageEmbedding | None:
-        emb = self._items.get(key)
-        if emb is not None:
-            self._items.move_to_end(key)
-        return emb
+        with self._lock:
+            emb = self._items.get(key)
+            if emb is not None:
+                self._items.move_to_end(key)
+            return emb
 
     def put(self, key: EmbeddingKey, embedding: ImageEmbedding) -> None:
+        with self._lock:
+            self._put(key, embedding)
+
+    def _put(self, key: EmbeddingKey, embedding: ImageEmbedding) -> None:
         size = embedding_nbytes(embedding)
         if key in self._items:
             self._bytes -= embedding_nbytes(self._items.pop(key))
@@ -86,9 +96,11 @@ class MemoryEmbeddingCache:
             self._bytes -= embedding_nbytes(old)
 
     def discard(self, predicate: Callable[[EmbeddingKey], bool]) -> None:
-        for key in [k for k in self._items if predicate(k)]:
-            self._bytes -= embedding_nbytes(self._items.pop(key))
+        with self._lock:
+            for key in [k for k in self._items if predicate(k)]:
+                self._bytes -= embedding_nbytes(self._items.pop(key))
 
     def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0

@@ -21,6 +21,11 @@ def new_labels_data(image_layer) -> np.ndarray:
     return np.zeros(shape, dtype=LABELS_DTYPE)
 
 
+def fits_image(labels_layer, image_layer) -> bool:
+    """Whether ``labels_layer`` has the shape of ``image_layer``'s data (without colour)."""
+    return tuple(labels_layer.data.shape) == tuple(layer_array(image_layer).shape[: image_layer.ndim])
+
+
 def check_target(labels_layer, image_layer) -> None:
     """ValueError with advice when ``labels_layer`` cannot receive masks of ``image_layer``."""
     want = tuple(layer_array(image_layer).shape[: image_layer.ndim])

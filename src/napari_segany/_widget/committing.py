@@ -7,29 +7,56 @@ from __future__ import annotations
 from napari.utils.notifications import show_info, show_warning
 
 from .commit import autosave_path, check_target, commit_to_layer, new_labels_data
+from .layers import find_layer, has_layer, layer_id, same_layer
 from .prompts import ROLE
 
 
 class CommitMixin:
     """Commit methods of :class:`~napari_segany._widget.controller.Controller`.
 
-    They use the controller's ``viewer``, ``state``, ``target_layer``,
-    ``autosaver``, its ``status`` / ``target_changed`` / ``committed`` signals
-    and its ``schedule_predict`` and ``clear_prompts``.
+    They use the controller's ``viewer``, ``state``, ``autosaver``, ``_targets``
+    (image layer id -> target layer id) and ``_watched_target``, its ``status`` /
+    ``target_changed`` / ``target_deleted`` / ``committed`` signals and its
+    ``schedule_predict`` and ``clear_prompts``.
     """
 
+    @property
+    def target_layer(self):
+        """The labels layer that receives the commits on the current image (each image has its own;
+        None: a new one is made at the first commit)."""
+        return find_layer(self.viewer, self._targets.get(layer_id(self.state.image_layer)))
+
     def set_target(self, layer) -> None:
-        """Use ``layer`` (a Labels layer, or None for a new one) for commits."""
-        old = self.target_layer
-        if old is layer:
+        """Use ``layer`` (a Labels layer, or None for a new one) for commits on the current image."""
+        image = layer_id(self.state.image_layer)
+        if layer is None:
+            self._targets.pop(image, None)
+        else:
+            self._targets[image] = layer.unique_id
+        self._follow_target()
+
+    def _follow_target(self) -> None:
+        """Listen to the selected label of the current target (and no longer to a previous one)."""
+        new, old = self.target_layer, self._watched_target
+        if layer_id(new) == layer_id(old):
             return
         if old is not None:
             old.events.selected_label.disconnect(self._selected_label_changed)
-        self.target_layer = layer
-        if layer is not None:
-            layer.events.selected_label.connect(self._selected_label_changed)
+        if new is not None:
+            new.events.selected_label.connect(self._selected_label_changed)
+        self._watched_target = new
         if self.state.options.edit_selected:
             self._selected_label_changed()
+
+    def target_removed(self, layer) -> None:
+        """``layer`` was deleted from the viewer: no image commits to it any more, and a running
+        propagation into it stops without writing."""
+        self._targets = {k: v for k, v in self._targets.items() if v != layer.unique_id}
+        if same_layer(layer, self._watched_target):
+            self._watched_target = None
+        self._follow_target()
+        self.target_deleted.emit(layer.unique_id)
+        self.target_changed.emit()
 
     def _selected_label_changed(self, event=None) -> None:
         if self.state.options.edit_selected:
@@ -39,22 +66,22 @@ class CommitMixin:
     def edit_target(self):
         """(labels layer, label id) when editing an existing object, else None."""
         layer = self.target_layer
-        if not self.state.options.edit_selected or layer is None or layer not in self.viewer.layers:
+        if not self.state.options.edit_selected or layer is None:
             return None
         return (layer, int(layer.selected_label)) if int(layer.selected_label) > 0 else None
 
     def ensure_target(self):
         s = self.state
         layer = self.target_layer
-        if layer is None or layer not in self.viewer.layers:
+        if layer is None:
             img = s.image_layer
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_labels(new_labels_data(img), name=f"{img.name} labels", scale=img.scale,
                                            translate=img.translate, metadata={ROLE: "target"})
             layers = self.viewer.layers
-            if img in layers:  # just above the image, under the preview and the prompts
+            if has_layer(self.viewer, img):  # just above the image, under the preview and the prompts
                 layers.move(layers.index(layer), layers.index(img) + 1)
-            if active is not None and active in self.viewer.layers:
+            if has_layer(self.viewer, active):
                 self.viewer.layers.selection.active = active
             self.set_target(layer)
             self.target_changed.emit()

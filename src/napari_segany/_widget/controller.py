@@ -4,6 +4,7 @@ candidate chosen, commit. Holds no Qt widgets; the dock widget wires it up.
 
 from __future__ import annotations
 
+import numpy as np
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, QTimer, Signal
 
@@ -13,6 +14,7 @@ from .cache import EmbeddingKey
 from .commit import label_mask
 from .committing import CommitMixin
 from .geometry import current_plane, layer_array
+from .layers import has_layer, same_layer
 from .preview import PreviewLayer
 from .prompts import PromptLayers
 from .state import WidgetState
@@ -36,12 +38,15 @@ class Controller(CommitMixin, QObject):
     committed = Signal(object)
     target_changed = Signal()
     model_changed = Signal()
+    image_changed = Signal()
+    target_deleted = Signal(str)  # the unique_id of a target layer that was deleted
 
     def __init__(self, viewer, state: WidgetState | None = None, debounce_ms: int = 10) -> None:
         super().__init__()
         self.viewer = viewer
         self.state = state or WidgetState()
-        self.target_layer = None  # None: make a new labels layer at the first commit
+        self._targets: dict[str | None, str] = {}  # image layer id -> its target labels layer id
+        self._watched_target = None
         self.prompts = PromptLayers(viewer, self.schedule_predict)
         self.preview = PreviewLayer(viewer)
         self.autosaver = Autosaver(self.status.emit, self._fail)
@@ -85,7 +90,7 @@ class Controller(CommitMixin, QObject):
         if s.job is not None:
             s.job.cancel()
             s.job.restart = True
-        s.predictor, s.model_label, s.ready = predictor, label, None
+        s.predictor, s.model_label = predictor, label
         s.apply_regions()
         if predictor is not None:
             s.options.views = predictor.model.info.views  # the model's recommendation; the user may change it
@@ -98,29 +103,47 @@ class Controller(CommitMixin, QObject):
     # -- image and slice ----------------------------------------------------
     def set_image_layer(self, layer) -> None:
         s = self.state
-        if layer is s.image_layer:
+        if same_layer(layer, s.image_layer) or (layer is None and s.image_layer is None):
             return
-        if s.image_layer is not None:
-            s.image_layer.events.data.disconnect(self._image_data_changed)
+        self._watch_image(False)
         if s.job is not None:
             s.job.cancel()
             s.job.restart = True
-        s.image_layer, s.plane, s.ready, s.image2d = layer, None, None, None
+        s.image_layer, s.plane, s.image2d, s.image2d_key = layer, None, None, None
         self._forget()
         if layer is not None:
-            layer.events.data.connect(self._image_data_changed)
+            self._watch_image(True)
             self.prompts.ensure(layer)
             self.prompts.clear(layer, None)  # prompts placed on another image do not apply
+        self._follow_target()
+        self.image_changed.emit()
+        self.target_changed.emit()
         self.refresh_plane()
+
+    def _watch_image(self, on: bool) -> None:
+        """Follow (or stop following) the image layer's data and contrast."""
+        layer = self.state.image_layer
+        if layer is None:
+            return
+        events = ((layer.events.data, self._image_data_changed),
+                  (layer.events.contrast_limits, self._contrast_changed))
+        for event, handler in events:
+            if on:
+                event.connect(handler)
+            else:
+                event.disconnect(handler)
 
     def _image_data_changed(self, event=None) -> None:
         s = self.state
         uid = s.image_layer.unique_id
         s.bump_generation(uid)
         s.cache.discard(lambda k: k.layer_id == uid)
-        s.plane, s.ready = None, None
+        s.plane, s.image2d, s.image2d_key = None, None, None
         self._forget()
         self.refresh_plane()
+
+    def _contrast_changed(self, event=None) -> None:
+        self._plane_timer.start()  # debounced: a contrast drag asks for one embedding, at its end
 
     def _dims_changed(self, event=None) -> None:
         self._plane_timer.start()
@@ -128,20 +151,19 @@ class Controller(CommitMixin, QObject):
     def _layer_removed(self, event) -> None:
         layer = event.value
         s = self.state
-        if layer is s.image_layer:
+        if same_layer(layer, s.image_layer):
             s.cache.discard(lambda k: k.layer_id == layer.unique_id)
             self.set_image_layer(None)
-        if layer is self.target_layer:
-            self.set_target(None)
-            self.target_changed.emit()
+        if layer.unique_id in self._targets.values() or same_layer(layer, self._watched_target):
+            self.target_removed(layer)
 
     def refresh_plane(self) -> None:
         """Follow the slice on screen; ask for its embedding."""
         s = self.state
         layer = s.image_layer
-        plane = current_plane(self.viewer, layer) if layer is not None and layer in self.viewer.layers else None
+        plane = current_plane(self.viewer, layer) if has_layer(self.viewer, layer) else None
         if plane != s.plane:
-            s.plane, s.image2d = plane, None
+            s.plane = plane
             self._forget()
         self.request_embedding()
 
@@ -150,39 +172,55 @@ class Controller(CommitMixin, QObject):
         if s.predictor is None or s.plane is None or s.image_layer is None:
             return None
         uid = s.image_layer.unique_id
-        return EmbeddingKey(uid, s.generation(uid), s.plane.key, s.predictor.model_id, s.options.views)
+        return EmbeddingKey(uid, s.generation(uid), s.plane.key, s.predictor.model_id, s.options.views,
+                            self._window())
+
+    def _window(self) -> tuple[float, float] | None:
+        """The contrast limits the slice on screen is encoded with (None: uint8 RGB, 0-255)."""
+        s = self.state
+        if s.plane.rgb and np.dtype(s.image_layer.dtype) == np.uint8:
+            return None
+        return tuple(float(v) for v in s.image_layer.contrast_limits)
+
+    def image2d(self) -> np.ndarray:
+        """The slice on screen (``state.wanted``'s), read once per key."""
+        s = self.state
+        if s.image2d is None or s.image2d_key != s.wanted:
+            s.image2d, s.image2d_key = s.plane.extract(layer_array(s.image_layer)), s.wanted
+        return s.image2d
 
     def request_embedding(self, force: bool = False) -> None:
-        """Make the embedding of the slice on screen current: from the cache, or
-        computed in a worker (``force`` recomputes, e.g. after a contrast change)."""
+        """Make sure the embedding of what is on screen is (being) computed: from the cache, or in
+        a worker (``force`` recomputes it)."""
         s = self.state
-        key = s.wanted = self.embedding_key()
+        old, key = s.wanted, self.embedding_key()
+        s.wanted = key
+        if key != old:
+            self._forget()  # a prediction belongs to the embedding it was made on
         if key is None:
             if s.image_layer is not None and s.plane is None and self.viewer.dims.ndisplay != 2:
                 self.status.emit("Switch the viewer to 2D to segment: prompts work on the slice on screen.")
             return
-        if s.ready == key and not force:
-            return
-        emb = None if force else s.cache.get(key)
-        if emb is not None:
+        if force:
+            s.cache.discard(lambda k: k == key)
+        if s.cache.get(key) is not None:
             if s.job is not None and s.job.what != key:
                 s.job.cancel()  # not needed any more
-            self._use(key, emb, None)
+                s.job.restart = False
+            if key != old or force:
+                self._use(key)
             return
         if s.job is not None:  # one embedding at a time: the model's modules are shared
-            if s.job.what != key or force:
+            if s.job.what != key:
                 s.job.cancel()  # its end starts the embedding wanted then
             s.job.restart = True
             return
         if not (s.options.auto_embed or force):
             self.status.emit("Press 'Recompute embedding' to segment this slice.")
             return
-        image2d = s.plane.extract(layer_array(s.image_layer))
-        kwargs = {"rgb": s.plane.rgb}
-        if not (s.plane.rgb and image2d.dtype.kind == "u" and image2d.dtype.itemsize == 1):
-            kwargs["contrast_limits"] = tuple(float(v) for v in s.image_layer.contrast_limits)
-        s.job = start_embedding(key, s.predictor, image2d, kwargs, self._embedding_done, self._embedding_failed)
-        s.job.image = image2d
+        kwargs = {"rgb": s.plane.rgb, "contrast_limits": key.window}
+        s.job = start_embedding(key, s.predictor, self.image2d(), kwargs, self._embedding_done,
+                                self._embedding_failed)
         self.busy.emit(f"Computing the embedding of {self._where()}...")
 
     def _embedding_done(self, job: Job, emb: ImageEmbedding | None) -> None:
@@ -190,11 +228,11 @@ class Controller(CommitMixin, QObject):
         self._job_ended(job)
         key = job.what
         # a result is kept only for the data it was computed from, and used only
-        # if it is (still) the one the screen needs: same image, slice and model
+        # if it is (still) the one the screen needs: same image, slice, model and window
         if emb is not None and key.generation == s.generation(key.layer_id):
             s.cache.put(key, emb)
-            if key == s.wanted and s.predictor is not None and emb.model_id == s.predictor.model_id:
-                self._use(key, emb, job.image)
+            if key == s.wanted:
+                self._use(key)
                 return
         self._next(job)
 
@@ -210,16 +248,12 @@ class Controller(CommitMixin, QObject):
             self.busy.emit("")
 
     def _next(self, job: Job) -> None:
-        """After a replaced job: start the embedding the screen needs now."""
+        """After a job ended: start the embedding the screen needs now, if it is missing."""
         s = self.state
-        if job.restart and job.cancelled and s.wanted is not None and not s.embedding_ready:
+        if s.job is None and s.wanted is not None and not s.embedding_ready and (job.restart or not job.cancelled):
             self.request_embedding()
 
-    def _use(self, key: EmbeddingKey, emb: ImageEmbedding, image2d) -> None:
-        s = self.state
-        s.predictor.set_embedding(emb)
-        s.ready = key
-        s.image2d = image2d if image2d is not None else s.plane.extract(layer_array(s.image_layer))
+    def _use(self, key: EmbeddingKey) -> None:
         self.status.emit(f"Ready: click on {self._where()} (T toggles positive/negative).")
         self.predict_now()
 
@@ -247,7 +281,9 @@ class Controller(CommitMixin, QObject):
 
     def predict_now(self) -> None:
         s = self.state
-        if not s.embedding_ready or s.plane is None:
+        key = s.wanted
+        emb = s.embedding()
+        if emb is None or s.plane is None:
             return
         prompts = self.prompts.read(s.image_layer, s.plane)
         if prompts.empty:
@@ -255,24 +291,24 @@ class Controller(CommitMixin, QObject):
             return
         sig = prompts.signature
         mask_input = mask_window = None  # mask_window: the crop the logits live in (None: the slice)
-        if s.prediction is not None and s.prompt_signature and s.prompt_signature < sig:
+        if s.prediction is not None and s.prediction_key == key and s.prompt_signature and s.prompt_signature < sig:
             mask_input = s.prediction.logits[min(s.chosen, len(s.prediction) - 1)]
             mask_window = s.prediction.window
         elif (edit := self.edit_target()) is not None:
             existing = label_mask(edit[0], s.plane, edit[1])
             if existing.any():
-                mask_input = s.predictor.mask_prompt(existing)
+                mask_input = s.predictor.mask_prompt(existing, embedding=emb)
         multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
         try:
             pred = self.zoom.predict(
-                points=prompts.points if len(prompts.points) else None,
+                key, emb, points=prompts.points if len(prompts.points) else None,
                 labels=prompts.labels if len(prompts.points) else None,
                 box=prompts.box, mask_input=mask_input, mask_window=mask_window, multimask=multimask,
             )
         except ValueError as err:
             self._fail(f"Could not segment these prompts: {err}")
             return
-        s.prediction, s.chosen, s.prompt_signature = pred, 0, sig
+        s.prediction, s.prediction_key, s.chosen, s.prompt_signature = pred, key, 0, sig
         self.preview.show(s.plane, s.image_layer, pred.mask(0))
         self.prediction_changed.emit()
 
@@ -322,6 +358,7 @@ class Controller(CommitMixin, QObject):
                    self.viewer.dims.events.order):
             ev.disconnect(self._dims_changed)
         self.viewer.layers.events.removed.disconnect(self._layer_removed)
-        self.set_target(None)
-        if self.state.image_layer is not None:
-            self.state.image_layer.events.data.disconnect(self._image_data_changed)
+        if self._watched_target is not None:
+            self._watched_target.events.selected_label.disconnect(self._selected_label_changed)
+            self._watched_target = None
+        self._watch_image(False)

@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import registry
+from .layers import find_layer
 
 LOCAL_FILE = "__local_file__"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -96,23 +97,25 @@ class ModelPanel(QWidget):
     # -- image layers ---------------------------------------------------------
     @property
     def image_layer(self):
-        return self.image_combo.currentData()
+        """The chosen image layer (found by its ``unique_id``), or None."""
+        return find_layer(self.viewer, self.image_combo.currentData())
 
     def refresh_images(self, event=None) -> None:
-        current = self.image_layer
+        current = self.image_combo.currentData()
         layers = [lay for lay in self.viewer.layers if isinstance(lay, Image)]
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
         for lay in layers:
-            self.image_combo.addItem(lay.name, lay)
-        if current in layers:
-            self.image_combo.setCurrentIndex(layers.index(current))
+            self.image_combo.addItem(lay.name, lay.unique_id)
+        index = self.image_combo.findData(current) if current is not None else -1
+        if index >= 0:
+            self.image_combo.setCurrentIndex(index)
         self.image_combo.blockSignals(False)
-        if self.image_layer is not current:
+        if self.image_combo.currentData() != current:
             self.image_selected.emit(self.image_layer)
 
     def set_image_layer(self, layer) -> None:
-        index = self.image_combo.findData(layer)
+        index = self.image_combo.findData(layer.unique_id) if layer is not None else -1
         if index >= 0:
             self.image_combo.setCurrentIndex(index)
 

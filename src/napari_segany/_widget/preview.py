@@ -11,15 +11,57 @@ import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
 from .geometry import Plane, preview_array, preview_placement
-from .prompts import ROLE
+from .prompts import BOX_COLOR, NEGATIVE_COLOR, POSITIVE_COLOR, ROLE
 
-PREVIEW_COLOR = "#00e5ff"
+# Candidate preview colours: saturated, and far from the prompts' colours (the
+# preview is drawn under the points and the box, which must stay visible on it).
+PALETTE = ("#0060ff", "#00ff9f", "#ff8c00", "#ff0000", "#00e5ff", "#0000ff", "#a000ff", "#ffffff",
+           "#b4ff00", "#ff6f9f", "#00a050", "#804000")
+DEFAULT_AVOID_IDS = 10  # a new labels layer: the colours napari gives its first objects
+
+
+def _rgb(color: str) -> np.ndarray:
+    return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64) / 255.0
+
+
+_PROMPT_RGB = np.stack([_rgb(c) for c in (POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR)])
+
+
+def pick_color(avoid_rgb) -> str:
+    """The colour of :data:`PALETTE` farthest (RGB distance) from every colour of
+    ``avoid_rgb`` (N x 3 or N x 4 floats in 0-1) and from the prompts' colours."""
+    avoid = np.asarray(avoid_rgb, dtype=np.float64).reshape(-1, np.shape(avoid_rgb)[-1] if np.size(avoid_rgb) else 3)
+    avoid = np.concatenate([avoid[:, :3], _PROMPT_RGB])
+    return max(PALETTE, key=lambda c: float(np.linalg.norm(avoid - _rgb(c), axis=1).min()))
+
+
+def label_colors(labels_layer, ids) -> np.ndarray:
+    """(N, 3) colours that ``labels_layer`` draws the label ``ids`` with."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        return np.zeros((0, 3))
+    try:
+        return np.asarray(labels_layer.colormap.map(ids), dtype=np.float64)[:, :3]
+    except (AttributeError, TypeError, ValueError):  # a colormap without a vectorised map
+        return np.array([labels_layer.get_color(int(i))[:3] for i in ids], dtype=np.float64)
+
+
+def default_color() -> str:
+    """The preview colour for a new labels layer: far from napari's colours of its first ids."""
+    from napari.utils.colormaps import label_colormap
+
+    return pick_color(label_colormap(49, 0.5, background_value=0).map(np.arange(1, DEFAULT_AVOID_IDS + 1)))
+
+
+PREVIEW_COLOR = default_color()
 
 
 class PreviewLayer:
     def __init__(self, viewer) -> None:
         self.viewer = viewer
         self.layer = None
+        self.color = PREVIEW_COLOR
+        self._avoided = None  # what the colour was last chosen for (see ``avoid_labels``)
 
     def _ensure(self, plane: Plane, image_layer, data: np.ndarray):
         layer = self.layer
@@ -32,8 +74,7 @@ class PreviewLayer:
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_labels(
                 data, name="SAM preview", scale=scale, translate=translate, opacity=0.55,
-                colormap=DirectLabelColormap(color_dict={None: "transparent", 0: "transparent",
-                                                         1: PREVIEW_COLOR}),
+                colormap=self._colormap(),
                 metadata={ROLE: "preview"},
             )
             # keep the preview just under the prompt layers, over the image and labels

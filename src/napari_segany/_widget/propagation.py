@@ -13,6 +13,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ..volume import EmbeddingStore, propagate
 from ._compat import guard_triton
+from .layers import find_layer
 from .workers import Job, launch
 
 
@@ -33,6 +34,7 @@ class Propagator(QObject):
         self.job: Job | None = None
         self._store_key: tuple | None = None
         self._store_obj: EmbeddingStore | None = None
+        controller.target_deleted.connect(self._target_deleted)
 
     # -- what to propagate ----------------------------------------------------
     def _request(self):
@@ -71,7 +73,7 @@ class Propagator(QObject):
     def _store(self, req) -> EmbeddingStore:
         predictor = self.controller.state.predictor
         fixed = tuple(s for s in req["sub"] if not isinstance(s, slice))
-        key = (id(req["image"]), fixed, req["axis"], predictor.model_id, req["window"])
+        key = (req["image"].unique_id, fixed, req["axis"], predictor.model_id, req["window"])
         if key != self._store_key:  # another image, axis, model or window: a fresh store
             self._close_store()
             self._store_obj = EmbeddingStore(predictor, req["volume"], axis=req["axis"],
@@ -98,6 +100,7 @@ class Propagator(QObject):
             return False
         label_id = req["label_id"]
         job = Job(label_id)
+        job.target = req["target"].unique_id
         options = self.controller.state.options
         guard_triton()
 
@@ -119,6 +122,13 @@ class Propagator(QObject):
         if self.job is not None:
             self.job.cancelled = True
 
+    def _target_deleted(self, uid: str) -> None:
+        """The layer a running propagation writes into was deleted: stop it; nothing is written."""
+        if self.job is not None and self.job.target == uid:
+            self.job.cancel()
+            self.status.emit("The target labels layer was deleted: stopping the propagation; nothing will "
+                             "be written.")
+
     def _finish(self) -> None:
         self.job = None
         self.busy.emit(False)
@@ -130,7 +140,11 @@ class Propagator(QObject):
     def _done(self, job: Job, req, result) -> None:
         self._finish()
         changes = result.changes
-        target = req["target"]
+        target = find_layer(self.controller.viewer, job.target)
+        if target is None:
+            self.status.emit(f"Propagation of label {job.what} stopped: its target labels layer was deleted, "
+                             "so nothing was written. Pick or make a target layer and propagate again.")
+            return
         if len(changes):
             full = self._full_index(changes.index, req)
             with target.block_history():

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..predictor import Prediction, Predictor
+from ..predictor import ImageEmbedding, Prediction, Predictor
 from .cache import EmbeddingKey, EmbeddingStore, MemoryEmbeddingCache
 from .geometry import Plane
 
@@ -30,9 +30,11 @@ class Options:
 class WidgetState:
     """Everything the widget knows, passed explicitly to its parts.
 
-    ``wanted`` is the embedding the screen needs now; ``ready`` the one set in
-    the predictor. Predictions happen only when they are equal, so a result
-    that arrives for another image, slice or model is never used for this one.
+    ``wanted`` is the key of the embedding the screen needs now (layer, data
+    version, slice, model, views, contrast window). What is ready is derived
+    from the cache alone: the embedding under ``wanted``, if it is there. A
+    prediction is made on that embedding and remembers its key
+    (``prediction_key``); whatever arrives for another key is not shown.
     """
 
     cache: EmbeddingStore = field(default_factory=MemoryEmbeddingCache)
@@ -43,17 +45,27 @@ class WidgetState:
     plane: Plane | None = None
     generations: dict[str, int] = field(default_factory=dict)
     wanted: EmbeddingKey | None = None
-    ready: EmbeddingKey | None = None
     job: Any = None  # the running EmbeddingJob, if any
     prediction: Prediction | None = None
+    prediction_key: EmbeddingKey | None = None
     chosen: int = 0
     prompt_signature: frozenset = frozenset()
-    image2d: np.ndarray | None = None  # the current slice, for thumbnails
+    image2d: np.ndarray | None = None  # the slice on screen (for thumbnails and zoomed crops) ...
+    image2d_key: EmbeddingKey | None = None  # ... for this key
     last_commit: Any = None
+
+    def embedding(self) -> ImageEmbedding | None:
+        """The embedding of what is on screen, or None while it is not computed."""
+        return None if self.wanted is None else self.cache.get(self.wanted)
+
+    @property
+    def ready(self) -> EmbeddingKey | None:
+        """The key of the embedding on screen when it is computed, else None."""
+        return self.wanted if self.embedding() is not None else None
 
     @property
     def embedding_ready(self) -> bool:
-        return self.wanted is not None and self.ready == self.wanted
+        return self.ready is not None
 
     def generation(self, layer_id: str) -> int:
         return self.generations.get(layer_id, 0)
@@ -67,7 +79,7 @@ class WidgetState:
             self.predictor.regions = "prompted" if self.options.prompted_regions else "all"
 
     def forget_prediction(self) -> None:
-        self.prediction = None
+        self.prediction = self.prediction_key = None
         self.chosen = 0
         self.prompt_signature = frozenset()
 

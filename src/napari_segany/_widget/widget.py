@@ -9,8 +9,9 @@ from qtpy.QtWidgets import (
 )
 
 from .candidates import CandidatePicker
-from .commit import layer_file
+from .commit import fits_image, layer_file
 from .controller import Controller
+from .layers import find_layer
 from .model_panel import ModelPanel
 from .prompts import ROLE
 from .propagation import Propagator
@@ -252,31 +253,38 @@ class SegmentAnythingWidget(QWidget):
         self._thumb_timer.start()
 
     def _update_thumbnails(self) -> None:
+        if self.controller is None:  # closed meanwhile
+            return
         s = self.state
         pred = s.prediction
-        if pred is None or s.image2d is None:
+        if pred is None or s.prediction_key != s.wanted:
             self.picker.set_candidates(None, None, None, None, 0)
             return
-        window = s.predictor.embedding.window if s.predictor.embedding is not None else (0.0, 1.0)
-        self.picker.set_candidates(s.image2d, pred.masks, pred.scores, window, s.chosen)
+        window = pred.embedding.window if pred.embedding is not None else (0.0, 1.0)
+        self.picker.set_candidates(self.controller.image2d(), pred.masks, pred.scores, window, s.chosen)
 
     def refresh_targets(self, event=None) -> None:
+        """The Target box lists the labels layers of the image's shape and shows the current
+        image's own target (or that a new layer will be made)."""
         current = self.controller.target_layer
+        image = self.state.image_layer
         layers = [lay for lay in self.viewer.layers
-                  if isinstance(lay, Labels) and lay.metadata.get(ROLE) != "preview"]
+                  if isinstance(lay, Labels) and lay.metadata.get(ROLE) != "preview"
+                  and (image is None or fits_image(lay, image))]
         self.target_combo.blockSignals(True)
         self.target_combo.clear()
         self.target_combo.addItem(NEW_LAYER, None)
         for lay in layers:
-            self.target_combo.addItem(lay.name, lay)
-        self.target_combo.setCurrentIndex(max(self.target_combo.findData(current), 0) if current else 0)
+            self.target_combo.addItem(lay.name, lay.unique_id)
+        index = self.target_combo.findData(current.unique_id) if current is not None else 0
+        self.target_combo.setCurrentIndex(max(index, 0))
         self.target_combo.blockSignals(False)
 
     def _target_selected(self, index: int) -> None:
-        self.controller.set_target(self.target_combo.itemData(index))
+        self.controller.set_target(find_layer(self.viewer, self.target_combo.itemData(index)))
 
     def set_target_layer(self, layer) -> None:
-        """Choose the labels layer that receives commits (None: a new one)."""
+        """Choose the labels layer that receives commits on the current image (None: a new one)."""
         self.controller.set_target(layer)
         self.refresh_targets()
 

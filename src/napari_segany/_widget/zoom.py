@@ -24,37 +24,39 @@ def crop_key(key: EmbeddingKey, window: Window) -> EmbeddingKey:
 
 
 class WidgetZoom:
-    """Answers the controller's prompts, zoomed when ``options.zoom`` is on."""
+    """Answers the controller's prompts on a given embedding, zoomed when ``options.zoom`` is on."""
 
     def __init__(self, controller) -> None:
         self.controller = controller
         self._zoom: ZoomPredictor | None = None
-        self._attached = (None, None, None)  # predictor, embedding, image the ZoomPredictor was made for
+        self._attached: tuple = (None, None)  # (predictor, slice key) the ZoomPredictor was made for
 
-    def predict(self, *, mask_window=None, **prompts) -> Prediction:
+    def predict(self, key: EmbeddingKey, embedding: ImageEmbedding, *, mask_window=None, **prompts) -> Prediction:
+        """The answer to ``prompts`` on ``embedding``, the embedding of the slice ``key`` names."""
         s = self.controller.state
         if not s.options.zoom:
-            return s.predictor.predict(**prompts)
-        return self._prompter().predict(mask_window=mask_window, **prompts)
+            return s.predictor.predict(embedding=embedding, **prompts)
+        return self._prompter(key, embedding).predict(mask_window=mask_window, **prompts)
 
-    def _prompter(self) -> ZoomPredictor:
+    def _prompter(self, key: EmbeddingKey, embedding: ImageEmbedding) -> ZoomPredictor:
         s = self.controller.state
-        now = (s.predictor, s.predictor.embedding, s.image2d)
-        if any(a is not b for a, b in zip(now, self._attached)):
-            self._zoom = ZoomPredictor(s.predictor, crops=self._crop)
-            self._zoom.attach(s.predictor.embedding, s.image2d, rgb=s.plane.rgb)
-            self._attached = now
-        return self._zoom
+        zoom = self._zoom
+        if zoom is None or self._attached != (s.predictor, key) or zoom.embedding is not embedding:
+            zoom = ZoomPredictor(s.predictor, crops=lambda window, image, kwargs: self._crop(key, window, image,
+                                                                                             kwargs))
+            zoom.attach(embedding, self.controller.image2d(), rgb=s.plane.rgb)
+            self._zoom, self._attached = zoom, (s.predictor, key)
+        return zoom
 
-    def _crop(self, window: Window, image, kwargs: dict) -> ImageEmbedding | None:
+    def _crop(self, key: EmbeddingKey, window: Window, image, kwargs: dict) -> ImageEmbedding | None:
         """The crop's embedding from the cache, or None while a worker computes it."""
         c = self.controller
         s = c.state
-        key = crop_key(s.ready, window)
-        emb = s.cache.get(key)
+        ckey = crop_key(key, window)
+        emb = s.cache.get(ckey)
         if emb is None and s.job is None:
             c.busy.emit("Computing a zoomed view of the object...")
-            s.job = start_embedding(key, s.predictor, image, kwargs, self._done, c._embedding_failed)
+            s.job = start_embedding(ckey, s.predictor, image, kwargs, self._done, c._embedding_failed)
         return emb
 
     def _done(self, job: Job, emb: ImageEmbedding | None) -> None:
@@ -64,6 +66,6 @@ class WidgetZoom:
         key = job.what
         if emb is not None and key.generation == s.generation(key.layer_id):
             s.cache.put(key, emb)
-            if s.embedding_ready and replace(key, plane=key.plane[0]) == s.ready:  # a crop of this slice
+            if s.embedding_ready and replace(key, plane=key.plane[0]) == s.wanted:  # a crop of this slice
                 c.predict_now()  # the same prompts, now on the crop
         c._next(job)
