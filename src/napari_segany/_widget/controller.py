@@ -39,7 +39,7 @@ class Controller(CommitMixin, QObject):
     target_changed = Signal()
     model_changed = Signal()
     image_changed = Signal()
-    target_deleted = Signal(str)  # the unique_id of a target layer that was deleted
+    target_deleted = Signal(object)  # the unique_id of a target layer that was deleted
 
     def __init__(self, viewer, state: WidgetState | None = None, debounce_ms: int = 10) -> None:
         super().__init__()

@@ -122,7 +122,7 @@ class Propagator(QObject):
         if self.job is not None:
             self.job.cancelled = True
 
-    def _target_deleted(self, uid: str) -> None:
+    def _target_deleted(self, uid) -> None:
         """The layer a running propagation writes into was deleted: stop it; nothing is written."""
         if self.job is not None and self.job.target == uid:
             self.job.cancel()

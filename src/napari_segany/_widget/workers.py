@@ -79,7 +79,7 @@ class Job:
     restart: bool = False  # when cancelled to make way: start the wanted work after it
     ended: bool = False  # the worker's result (or error) has reached the GUI thread
     dropped: bool = False  # its owner is gone: the result is not delivered at all
-    target: str | None = None  # for a propagation: the unique_id of the labels layer it writes into
+    target: Any = None  # for a propagation: the unique_id of the labels layer it writes into
 
     def cancel(self) -> None:
         self.cancelled = True
