@@ -135,3 +135,25 @@ def test_two_models_built_in_memory_refuse_each_others_embeddings(tiny_model):
     emb = p1.encode(np.random.default_rng(0).random((64, 64)))
     with pytest.raises(ValueError, match="recompute"):
         p2.predict(points=[(10, 10)], embedding=emb)
+
+
+def test_more_views_reuse_the_first_views_encoding(two_slices):
+    """The widget answers from one view first and adds the mirrored views after: adding them
+    reuses the first encoding and gives exactly what encoding all views at once gives."""
+    pred, volume, (z, a), (_, b), click = two_slices
+    calls = []
+    real = pred._run_encoder
+    pred._run_encoder = lambda *args: calls.append(1) or real(*args)
+    try:
+        more = pred.encode(volume[z], views=4, reuse=a)
+    finally:
+        del pred._run_encoder
+    assert len(calls) == 3 and more.image_id == a.image_id and len(more.views) == 3
+    at_once = pred.encode(volume[z], views=4)
+    for x, y in zip([more.features] + [e.features for _, e in more.views],
+                    [at_once.features] + [e.features for _, e in at_once.views]):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(pred.predict(points=click, embedding=more).logits,
+                                  pred.predict(points=click, embedding=at_once).logits)
+    with pytest.raises(ValueError, match="same image"):
+        pred.encode(volume[z], views=4, reuse=b)

@@ -28,7 +28,7 @@ from .scoring import rescored, single_click
 from .regions import check_regions, masks_from
 from .identity import image_fingerprint, model_identity
 from .outputs import ImageEmbedding, Prediction
-from .views import check_view_count, move_logits, views as view_list
+from .views import average_views, check_view_count, views as view_list
 
 
 class Cancelled(Exception):
@@ -106,6 +106,7 @@ class Predictor:
         should_stop: Callable[[], bool] | None = None,
         views: int | None = None,
         image_id: str | None = None,
+        reuse: ImageEmbedding | None = None,
     ) -> ImageEmbedding:
         """Compute the embedding of ``image`` without changing the predictor's state.
 
@@ -115,7 +116,10 @@ class Predictor:
         polled between encoder stages; when it returns True, :class:`Cancelled`
         is raised. ``views``: mirrored copies to encode too (default: the
         predictor's ``views``). ``image_id`` names what is encoded (default:
-        :func:`~napari_segany.outputs.image_fingerprint` of the pixels used).
+        :func:`~napari_segany.identity.image_fingerprint` of the pixels used).
+        ``reuse``: an embedding of the same pixels and window by this model
+        (e.g. one view first, for a fast first answer) whose views are kept
+        instead of encoded again.
         """
         data = as_2d_channels(image, channel=channel, rgb=rgb)
         profile = self.model.info.preprocess
@@ -126,13 +130,24 @@ class Predictor:
         unit = to_unit_range(data, window)
         geometry = Geometry.for_image(data.shape[:2], self.model.image_size, profile)
         embeddings = []
+        kept = {} if reuse is None else self._reusable(reuse, image_id, window)
         for view in view_list(self.views if views is None else views):
             g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
+            if view in kept:
+                embeddings.append((view, kept[view]))
+                continue
             features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
             embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window,
                                                     image_id=f"{image_id}/{view}")))
         guide = guide_from_unit(unit) if self._guided else None
         return replace(embeddings[0][1], views=tuple(embeddings[1:]), guide=guide, image_id=image_id)
+
+    def _reusable(self, reuse: ImageEmbedding, image_id: str, window) -> dict:
+        """View -> embedding of each view of ``reuse`` (if it encodes these pixels and window)."""
+        if (reuse.model_id, reuse.image_id, tuple(reuse.window)) != (self.model_id, image_id, tuple(window)):
+            raise ValueError("reuse= must be an embedding of the same image and window by this model")
+        first = replace(reuse, views=(), guide=None, image_id=f"{image_id}/{view_list(1)[0]}")
+        return {view_list(1)[0]: first, **dict(reuse.views)}
 
     @property
     def _guided(self) -> bool:
@@ -284,7 +299,9 @@ class Predictor:
                                   self.device)
         logits, scores = self._decode(prompts, multimask, bound.features)
         if emb.views:
-            logits, scores = self._average_views(bound, logits, scores, prompts, points, labels, box, multimask)
+            decode = lambda p, features: self._decode(p, multimask, features)  # noqa: E731
+            logits, scores = average_views(decode, emb, bound.view_features, logits, scores, prompts.masks,
+                                           (points, labels, box), self.model.low_res_size, self.device)
         logits, scores = logits[0], scores[0]
         order = torch.argsort(scores, descending=True)
         logits, scores = logits[order], scores[order]
@@ -370,23 +387,6 @@ class Predictor:
         with torch.inference_mode(), autocast_context(self.precision, self.device):
             sparse, dense = model.prompt_encoder(prompts.points, prompts.boxes, prompts.masks)
             return model.mask_decoder(features, dense_pe, sparse, dense, multimask)
-
-    def _average_views(self, bound: _Bound, logits, scores, prompts, points, labels, box, multimask):
-        """The identity view's answer averaged with each mirrored view's, brought back to its frame."""
-        emb, low = bound.embedding, self.model.low_res_size
-        shape, geometry = emb.original_size, emb.geometry
-        # clones: the decoder's outputs are inference tensors, which cannot be added to in place
-        total_logits, total_scores = logits[0].float().cpu().clone(), scores[0].float().cpu().clone()
-        previous = None if prompts.masks is None else prompts.masks[0, 0].float().cpu()
-        for (view, vemb), features in zip(emb.views, bound.view_features):
-            vmask = None if previous is None else move_logits(previous, geometry, vemb.geometry, low, view.to_view)
-            vprompts = prepare_prompts(vemb.geometry, low, view.points(points, shape), labels,
-                                       view.box(box, shape), None if vmask is None else vmask.numpy(), self.device)
-            vlogits, vscores = self._decode(vprompts, multimask, features)
-            total_logits += move_logits(vlogits[0].float().cpu(), vemb.geometry, geometry, low, view.from_view)
-            total_scores += vscores[0].float().cpu()
-        n = 1 + len(emb.views)
-        return (total_logits / n)[None], (total_scores / n)[None]
 
     def mask_prompt(self, mask: np.ndarray, magnitude: float = 8.0, *,
                     embedding: ImageEmbedding | None = None) -> np.ndarray:

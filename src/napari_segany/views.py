@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .preprocess import Geometry
+from .prompts import prepare_prompts
 
 VIEW_COUNTS = (1, 2, 4, 8)
 
@@ -136,3 +137,24 @@ def move_logits(logits: torch.Tensor, source: Geometry, target: Geometry, low_re
     out = F.avg_pool2d(frame[:, None], cell)[:, 0]
     return out.reshape(*lead, low_res, low_res)
 
+
+def average_views(decode, embedding, view_features, logits, scores, mask_input, prompts, low_res_size: int,
+                  device):
+    """The identity view's answer (1 x K logits and scores, for ``prompts`` = (points, labels, box)
+    and the prepared ``mask_input``) averaged with each mirrored view of ``embedding`` (whose
+    features are ``view_features``), brought back to the identity's frame; ``decode(prompts,
+    features)`` runs the decoder."""
+    points, labels, box = prompts
+    shape, geometry, low = embedding.original_size, embedding.geometry, low_res_size
+    # clones: the decoder's outputs are inference tensors, which cannot be added to in place
+    total_logits, total_scores = logits[0].float().cpu().clone(), scores[0].float().cpu().clone()
+    previous = None if mask_input is None else mask_input[0, 0].float().cpu()
+    for (view, vemb), features in zip(embedding.views, view_features):
+        vmask = None if previous is None else move_logits(previous, geometry, vemb.geometry, low, view.to_view)
+        vprompts = prepare_prompts(vemb.geometry, low, view.points(points, shape), labels, view.box(box, shape),
+                                   None if vmask is None else vmask.numpy(), device)
+        vlogits, vscores = decode(vprompts, features)
+        total_logits += move_logits(vlogits[0].float().cpu(), vemb.geometry, geometry, low, view.from_view)
+        total_scores += vscores[0].float().cpu()
+    n = 1 + len(embedding.views)
+    return (total_logits / n)[None], (total_scores / n)[None]

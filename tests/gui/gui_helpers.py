@@ -33,7 +33,8 @@ def show_target(qtbot, viewer, widget, labels, label_id: int, z: int):
 
 def wait_prediction(qtbot, widget, timeout=10_000):
     """Wait until the debounced prediction for the current prompts has run."""
-    qtbot.waitUntil(lambda: not widget.controller._predict_timer.isActive(), timeout=timeout)
+    ctrl = widget.controller
+    qtbot.waitUntil(lambda: not ctrl._predict_timer.isActive() and ctrl.decoder.idle, timeout=timeout)
     qtbot.wait(1)
 
 

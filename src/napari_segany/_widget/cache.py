@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Hashable, Protocol
 
 from ..predictor import ImageEmbedding
@@ -34,6 +34,23 @@ class EmbeddingKey:
     model_id: str
     views: int = 1
     window: tuple[float, float] | None = None  # the contrast limits it is encoded with (None: 0-255 RGB)
+
+
+def one_view(key: EmbeddingKey) -> EmbeddingKey:
+    """The key of the same slice's embedding with one view (what the widget answers on first)."""
+    return replace(key, views=1)
+
+
+def slice_of(key: EmbeddingKey) -> EmbeddingKey:
+    """The slice's key for the key of a zoomed crop of it (:func:`._widget.zoom.crop_key`), else ``key``."""
+    plane = key.plane
+    is_crop = isinstance(plane, tuple) and len(plane) > 1 and plane[1] == "crop"
+    return replace(key, plane=plane[0]) if is_crop else key
+
+
+def for_slice(job_key: EmbeddingKey, key: EmbeddingKey) -> bool:
+    """Whether an embedding (of a slice or a crop, any views) serves the slice ``key`` names."""
+    return replace(slice_of(job_key), views=1) == one_view(key)
 
 
 class EmbeddingStore(Protocol):

@@ -10,9 +10,10 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..predictor import ImageEmbedding, Predictor
 from .autosave import Autosaver
-from .cache import EmbeddingKey
-from .commit import label_mask
+from .cache import EmbeddingKey, for_slice, one_view
 from .committing import CommitMixin
+from .decoding import DecodeRunner
+from .predicting import PredictMixin
 from .geometry import current_plane, layer_array
 from .layers import has_layer, same_layer
 from .preview import PreviewLayer
@@ -22,7 +23,7 @@ from .workers import Job, start_embedding, start_model_load
 from .zoom import WidgetZoom
 
 
-class Controller(CommitMixin, QObject):
+class Controller(CommitMixin, PredictMixin, QObject):
     """Glue between napari layers, the predictor and background workers.
 
     Signals: ``status(str)`` a sentence for the user; ``busy(str)`` what is
@@ -52,6 +53,7 @@ class Controller(CommitMixin, QObject):
         self.autosaver = Autosaver(self.status.emit, self._fail)
         self.model_job: Job | None = None
         self.zoom = WidgetZoom(self)
+        self.decoder = DecodeRunner(self._answered, self._answer_failed)
         self._predict_timer = QTimer(self, singleShot=True, interval=debounce_ms)
         self._predict_timer.timeout.connect(self.predict_now)
         self._plane_timer = QTimer(self, singleShot=True, interval=120)
@@ -72,6 +74,10 @@ class Controller(CommitMixin, QObject):
     def _model_loaded(self, job: Job, predictor: Predictor | None) -> None:
         if job is self.model_job:
             self.model_job = None
+            if getattr(job, "automatic", False) and self.state.predictor is not None:
+                if self.state.job is None:  # else the embedding under way keeps its busy line
+                    self.busy.emit("")
+                return  # the widget's automatic load of the included model never replaces a model set meanwhile
             self.busy.emit("")
             if predictor is None:
                 self.status.emit("Model loading was cancelled.")
@@ -191,49 +197,58 @@ class Controller(CommitMixin, QObject):
 
     def request_embedding(self, force: bool = False) -> None:
         """Make sure the embedding of what is on screen is (being) computed: from the cache, or in
-        a worker (``force`` recomputes it)."""
+        a worker (``force`` recomputes it). With mirrored views, one view comes first, so that the
+        first answer does not wait for the others (answers refine when they arrive)."""
         s = self.state
         old, key = s.wanted, self.embedding_key()
         s.wanted = key
         if key != old:
-            self._forget()  # a prediction belongs to the embedding it was made on
+            self._forget()  # a prediction belongs to the slice it was made on
         if key is None:
             if s.image_layer is not None and s.plane is None and self.viewer.dims.ndisplay != 2:
                 self.status.emit("Switch the viewer to 2D to segment: prompts work on the slice on screen.")
             return
         if force:
-            s.cache.discard(lambda k: k == key)
-        if s.cache.get(key) is not None:
-            if s.job is not None and s.job.what != key:
-                s.job.cancel()  # not needed any more
-                s.job.restart = False
-            if key != old or force:
-                self._use(key)
-            return
-        if s.job is not None:  # one embedding at a time: the model's modules are shared
-            if s.job.what != key:
-                s.job.cancel()  # its end starts the embedding wanted then
+            s.cache.discard(lambda k: k in (key, one_view(key)))
+        todo = self._todo(key)
+        if (key != old or force) and s.usable() is not None:
+            self._use()
+        if s.job is not None and not for_slice(s.job.what, key):
+            s.job.cancel()  # not needed any more; its end starts what is wanted then
             s.job.restart = True
+        if todo is None or s.job is not None:  # one embedding at a time: the model's modules are shared
+            if s.job is not None:
+                s.job.restart = True
             return
         if not (s.options.auto_embed or force):
             self.status.emit("Press 'Recompute embedding' to segment this slice.")
             return
         kwargs = {"rgb": s.plane.rgb, "contrast_limits": key.window}
-        s.job = start_embedding(key, s.predictor, self.image2d(), kwargs, self._embedding_done,
+        first = s.cache.get(one_view(key)) if todo == key and key.views > 1 else None
+        if first is not None:
+            kwargs["reuse"] = first  # the mirrored views are added to the first one
+        s.job = start_embedding(todo, s.predictor, self.image2d(), kwargs, self._embedding_done,
                                 self._embedding_failed)
-        self.busy.emit(f"Computing the embedding of {self._where()}...")
+        self.busy.emit(f"Adding the mirrored views of {self._where()}..." if first is not None
+                       else f"Computing the embedding of {self._where()}...")
+
+    def _todo(self, key: EmbeddingKey) -> EmbeddingKey | None:
+        """The embedding to compute next for ``key``: its one-view version first, then ``key``."""
+        cache = self.state.cache
+        if cache.get(key) is not None:
+            return None
+        return one_view(key) if key.views > 1 and cache.get(one_view(key)) is None else key
 
     def _embedding_done(self, job: Job, emb: ImageEmbedding | None) -> None:
         s = self.state
         self._job_ended(job)
         key = job.what
         # a result is kept only for the data it was computed from, and used only
-        # if it is (still) the one the screen needs: same image, slice, model and window
+        # if it is (still) for what the screen shows: same image, slice, model and window
         if emb is not None and key.generation == s.generation(key.layer_id):
             s.cache.put(key, emb)
-            if key == s.wanted:
-                self._use(key)
-                return
+            if s.wanted is not None and key in (s.wanted, one_view(s.wanted)):
+                self._use()
         self._next(job)
 
     def _embedding_failed(self, job: Job, exc: Exception) -> None:
@@ -248,13 +263,22 @@ class Controller(CommitMixin, QObject):
             self.busy.emit("")
 
     def _next(self, job: Job) -> None:
-        """After a job ended: start the embedding the screen needs now, if it is missing."""
+        """After a job ended: start the embedding the screen needs now, then a wanted crop."""
         s = self.state
-        if s.job is None and s.wanted is not None and not s.embedding_ready and (job.restart or not job.cancelled):
+        if s.job is not None or s.wanted is None or not (job.restart or not job.cancelled):
+            return
+        if self._todo(s.wanted) is not None:
             self.request_embedding()
+        else:
+            self.zoom.start_wanted()
 
-    def _use(self, key: EmbeddingKey) -> None:
-        self.status.emit(f"Ready: click on {self._where()} (T toggles positive/negative).")
+    def _use(self) -> None:
+        s = self.state
+        if s.embedding_ready:
+            self.status.emit(f"Ready: click on {self._where()} (T toggles positive/negative).")
+        else:
+            self.status.emit(f"Ready: click on {self._where()} (the mirrored views are being added; "
+                             "answers refine when they are).")
         self.predict_now()
 
     def cancel(self) -> None:
@@ -275,68 +299,6 @@ class Controller(CommitMixin, QObject):
     def is_busy(self) -> bool:
         return any(j.running for j in self._jobs) or self.autosaver.busy
 
-    # -- prompts and prediction ---------------------------------------------
-    def schedule_predict(self) -> None:
-        self._predict_timer.start()
-
-    def predict_now(self) -> None:
-        s = self.state
-        key = s.wanted
-        emb = s.embedding()
-        if emb is None or s.plane is None:
-            return
-        prompts = self.prompts.read(s.image_layer, s.plane)
-        if prompts.empty:
-            self._forget()
-            return
-        sig = prompts.signature
-        mask_input = mask_window = None  # mask_window: the crop the logits live in (None: the slice)
-        if s.prediction is not None and s.prediction_key == key and s.prompt_signature and s.prompt_signature < sig:
-            mask_input = s.prediction.logits[min(s.chosen, len(s.prediction) - 1)]
-            mask_window = s.prediction.window
-        elif (edit := self.edit_target()) is not None:
-            existing = label_mask(edit[0], s.plane, edit[1])
-            if existing.any():
-                mask_input = s.predictor.mask_prompt(existing, embedding=emb)
-        multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
-        try:
-            pred = self.zoom.predict(
-                key, emb, points=prompts.points if len(prompts.points) else None,
-                labels=prompts.labels if len(prompts.points) else None,
-                box=prompts.box, mask_input=mask_input, mask_window=mask_window, multimask=multimask,
-            )
-        except ValueError as err:
-            self._fail(f"Could not segment these prompts: {err}")
-            return
-        s.prediction, s.prediction_key, s.chosen, s.prompt_signature = pred, key, 0, sig
-        self.preview.show(s.plane, s.image_layer, pred.mask(0))
-        self.prediction_changed.emit()
-
-    def choose(self, index: int) -> None:
-        s = self.state
-        if s.prediction is None or not 0 <= index < len(s.prediction):
-            return
-        s.chosen = index
-        self.preview.show(s.plane, s.image_layer, s.prediction.mask(index))
-        self.chosen_changed.emit(index)
-
-    def toggle_polarity(self) -> bool:
-        positive = self.prompts.toggle_polarity()
-        self.status.emit(f"Next point: {'positive (object)' if positive else 'negative (background)'}.")
-        return positive
-
-    def clear_prompts(self) -> None:
-        s = self.state
-        if s.image_layer is not None:
-            self.prompts.clear(s.image_layer, s.plane)
-        self._forget()
-
-    def _forget(self) -> None:
-        self.state.forget_prediction()
-        self._predict_timer.stop()
-        self.preview.clear()
-        self.prediction_changed.emit()
-
     # -- helpers ----------------------------------------------------------------
     def _where(self) -> str:
         s = self.state
@@ -352,6 +314,7 @@ class Controller(CommitMixin, QObject):
         # results that arrive after this must not touch the viewer (it may be closing)
         for job in self._jobs:
             job.drop()
+        self.decoder.close()
         self._predict_timer.stop()
         self._plane_timer.stop()
         for ev in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay,

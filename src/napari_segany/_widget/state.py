@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..predictor import ImageEmbedding, Prediction, Predictor
-from .cache import EmbeddingKey, EmbeddingStore, MemoryEmbeddingCache
+from .cache import EmbeddingKey, EmbeddingStore, MemoryEmbeddingCache, one_view
 from .geometry import Plane
 
 
@@ -53,6 +53,18 @@ class WidgetState:
     image2d: np.ndarray | None = None  # the slice on screen (for thumbnails and zoomed crops) ...
     image2d_key: EmbeddingKey | None = None  # ... for this key
     last_commit: Any = None
+    refining: bool = False  # the answer on screen is not the final one: a crop or more views are under way
+
+    def usable(self) -> tuple[EmbeddingKey, ImageEmbedding] | None:
+        """(key, embedding) to answer on now: the wanted one, or while its mirrored views are being
+        computed, the slice's one-view embedding; None when neither is computed."""
+        if self.wanted is None:
+            return None
+        for key in (self.wanted, one_view(self.wanted)):
+            emb = self.cache.get(key)
+            if emb is not None:
+                return key, emb
+        return None
 
     def embedding(self) -> ImageEmbedding | None:
         """The embedding of what is on screen, or None while it is not computed."""
@@ -80,6 +92,7 @@ class WidgetState:
 
     def forget_prediction(self) -> None:
         self.prediction = self.prediction_key = None
+        self.refining = False
         self.chosen = 0
         self.prompt_signature = frozenset()
 

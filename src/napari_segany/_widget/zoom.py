@@ -12,7 +12,8 @@ from dataclasses import replace
 
 from ..predictor import ImageEmbedding, Prediction
 from ..zoom import Window, ZoomPredictor
-from .cache import EmbeddingKey
+from .cache import EmbeddingKey, for_slice
+from .decoding import missing_crop
 from .workers import Job, start_embedding
 
 
@@ -24,21 +25,17 @@ def crop_key(key: EmbeddingKey, window: Window) -> EmbeddingKey:
 
 
 class WidgetZoom:
-    """Answers the controller's prompts on a given embedding, zoomed when ``options.zoom`` is on."""
+    """The ZoomPredictor for the slice on screen, whose crop embeddings come from the widget's cache
+    and are computed in a worker when an answer (decoded in another worker) asks for them."""
 
     def __init__(self, controller) -> None:
         self.controller = controller
         self._zoom: ZoomPredictor | None = None
-        self._attached: tuple = (None, None)  # (predictor, slice key) the ZoomPredictor was made for
+        self._attached: tuple = (None, None)  # (predictor, key) the ZoomPredictor was made for
+        self._wanted = None  # (crop key, image, encode kwargs) to compute when the embedding worker is free
 
-    def predict(self, key: EmbeddingKey, embedding: ImageEmbedding, *, mask_window=None, **prompts) -> Prediction:
-        """The answer to ``prompts`` on ``embedding``, the embedding of the slice ``key`` names."""
-        s = self.controller.state
-        if not s.options.zoom:
-            return s.predictor.predict(embedding=embedding, **prompts)
-        return self._prompter(key, embedding).predict(mask_window=mask_window, **prompts)
-
-    def _prompter(self, key: EmbeddingKey, embedding: ImageEmbedding) -> ZoomPredictor:
+    def prompter(self, key: EmbeddingKey, embedding: ImageEmbedding) -> ZoomPredictor:
+        """The ZoomPredictor for ``embedding`` of the slice ``key`` names (made on the GUI thread)."""
         s = self.controller.state
         zoom = self._zoom
         if zoom is None or self._attached != (s.predictor, key) or zoom.embedding is not embedding:
@@ -49,15 +46,30 @@ class WidgetZoom:
         return zoom
 
     def _crop(self, key: EmbeddingKey, window: Window, image, kwargs: dict) -> ImageEmbedding | None:
-        """The crop's embedding from the cache, or None while a worker computes it."""
+        """The crop's embedding from the cache; None (and noted for the GUI thread) when missing.
+        Runs in the decoder's worker."""
+        ckey = crop_key(key, window)
+        emb = self.controller.state.cache.get(ckey)
+        if emb is None:
+            missing_crop((ckey, image, kwargs))
+        return emb
+
+    def want(self, item) -> None:
+        """Compute the crop ``item`` (from :func:`missing_crop`) in a worker, now or when the
+        embedding worker is free."""
+        self._wanted = item
+        self.start_wanted()
+
+    def start_wanted(self) -> None:
         c = self.controller
         s = c.state
-        ckey = crop_key(key, window)
-        emb = s.cache.get(ckey)
-        if emb is None and s.job is None:
-            c.busy.emit("Computing a zoomed view of the object...")
-            s.job = start_embedding(ckey, s.predictor, image, kwargs, self._done, c._embedding_failed)
-        return emb
+        if self._wanted is None or s.job is not None:
+            return
+        (ckey, image, kwargs), self._wanted = self._wanted, None
+        if s.wanted is None or not for_slice(ckey, s.wanted) or s.cache.get(ckey) is not None:
+            return
+        c.busy.emit("Computing a zoomed view of the object...")
+        s.job = start_embedding(ckey, s.predictor, image, kwargs, self._done, c._embedding_failed)
 
     def _done(self, job: Job, emb: ImageEmbedding | None) -> None:
         c = self.controller
@@ -66,6 +78,6 @@ class WidgetZoom:
         key = job.what
         if emb is not None and key.generation == s.generation(key.layer_id):
             s.cache.put(key, emb)
-            if s.embedding_ready and replace(key, plane=key.plane[0]) == s.wanted:  # a crop of this slice
+            if s.wanted is not None and for_slice(key, s.wanted):  # a crop of this slice
                 c.predict_now()  # the same prompts, now on the crop
         c._next(job)
