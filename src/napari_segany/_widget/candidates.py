@@ -7,7 +7,7 @@ can be compared at a glance; the chosen one is outlined. Click or press 1/2/3.
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QSize, Qt, Signal
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtGui import QIcon, QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
@@ -70,7 +70,9 @@ class CandidatePicker(QWidget):
             b.setCheckable(True)
             b.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
             b.setIconSize(QSize(THUMB, THUMB))
-            b.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+            policy = QSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+            policy.setRetainSizeWhenHidden(True)  # the picker keeps its size with fewer candidates
+            b.setSizePolicy(policy)
             b.setStyleSheet("QToolButton { border: 3px solid transparent; padding: 2px; }"
                             "QToolButton:checked { border: 3px solid #00e5ff; }")
             b.setToolTip(f"Candidate {i + 1} (key {i + 1})")
@@ -80,6 +82,31 @@ class CandidatePicker(QWidget):
             self.buttons.append(b)
         row.addStretch(1)
         layout.addLayout(row)
+        self._fix_sizes()
+
+    def _fix_sizes(self) -> None:
+        """Give every button the room its thumbnail and the longest score text need, and the
+        picker its full height from the start: showing candidates never resizes the dock."""
+        blank = QPixmap(THUMB, THUMB)
+        blank.fill(Qt.transparent)
+        for i, b in enumerate(self.buttons):
+            text, icon = b.text(), b.icon()
+            b.setIcon(QIcon(blank))
+            b.setMinimumSize(0, 0)
+            b.setMaximumSize(16777215, 16777215)
+            hints = []
+            for d in "0123456789":  # the widest score text (digits need not be equally wide)
+                b.setText(f"{i + 1}: IoU -{d}.{d}{d}")
+                hints.append(b.sizeHint())
+            b.setFixedSize(max(h.width() for h in hints), max(h.height() for h in hints))
+            b.setText(text)
+            b.setIcon(icon)
+        self.setFixedHeight(self.layout().sizeHint().height())
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() in (QEvent.StyleChange, QEvent.FontChange) and getattr(self, "buttons", None):
+            self._fix_sizes()  # napari's theme (font, padding) arrives when the widget is docked
 
     def shown(self) -> int:
         """Number of thumbnails currently shown."""

@@ -4,11 +4,14 @@ existing object, and writing the chosen candidate into it.
 
 from __future__ import annotations
 
+from napari.utils.key_bindings import coerce_keybinding
 from napari.utils.notifications import show_info, show_warning
 
 from .commit import autosave_path, check_target, commit_to_layer, new_labels_data
 from .layers import find_layer, has_layer, layer_id, same_layer
 from .prompts import ROLE
+
+UNDO_KEY = "Control-Z"
 
 
 class CommitMixin:
@@ -95,11 +98,21 @@ class CommitMixin:
             show_info("Nothing to commit yet: add a point or a box on the image first.")
             return None
         edit = self.edit_target()
+        if not mask.any():  # never commit nothing: in edit mode that would delete the object
+            self._refuse(f"Object {edit[1]} left as it is: the mask for these prompts is empty. Add a "
+                         "positive point inside the object, or clear the prompts (X)." if edit is not None
+                         else "Nothing committed: the chosen mask is empty. Add a positive point on the "
+                         "object, draw a box around it, or choose another candidate (1/2/3).")
+            return None
         try:
             target = self.ensure_target()
             check_target(target, s.image_layer)
             if edit is not None:
                 label_id, replace = edit[1], True
+                if not self._edit_keeps_pixels(target, label_id, mask):
+                    self._refuse(f"Object {label_id} left as it is: the new mask lies entirely on other "
+                                 "objects. Tick 'Overwrite other objects' to let it take their pixels.")
+                    return None
             elif s.options.use_selected_label and int(target.selected_label) > 0:
                 label_id, replace = int(target.selected_label), False
             else:
@@ -109,17 +122,68 @@ class CommitMixin:
         except (ValueError, TypeError) as err:
             show_warning(str(err))
             return None
-        if result.n_pixels == 0 and mask.any() and not replace:
-            show_info("The mask added no pixels: they all belong to other objects. Tick "
-                      "'Overwrite other objects' to let it take them.")
+        if result.n_pixels == 0:  # nothing written: the prompts stay, to change an option and commit again
+            self._refuse(f"Object {result.label_id} unchanged: the mask is what it already is." if replace
+                         else "Nothing committed: every pixel of the mask belongs to another object. Tick "
+                         "'Overwrite other objects' to let it take them, or choose another candidate.")
+            return None
         target.selected_label = result.label_id
         s.last_commit = result
         self.clear_prompts()
+        self._bind_undo(target)
+        self.prompts.activate_points()  # the next click adds a point, whichever layer was selected
         self.status.emit(f"Committed object {result.label_id} ({result.n_pixels} pixels changed) "
-                         f"to '{target.name}'. Ctrl+Z on that layer undoes it.")
+                         f"to '{target.name}'. Ctrl+Z undoes it.")
         self._autosave(target)
         self.committed.emit(result)
         return result
+
+    def _edit_keeps_pixels(self, target, label_id: int, mask) -> bool:
+        """Whether editing ``label_id`` with ``mask`` leaves it any pixel on this slice (pixels of other
+        objects are not taken unless 'Overwrite other objects' is ticked)."""
+        if self.state.options.overwrite:
+            return True
+        work = self.state.plane.extract(target.data)
+        return bool((mask & ((work == 0) | (work == label_id))).any())
+
+    def _refuse(self, message: str) -> None:
+        """Say why nothing was written, in the status line and as a notification."""
+        show_info(message)
+        self.status.emit(message)
+
+    # -- undo -----------------------------------------------------------------
+    def undo_last(self) -> None:
+        """Undo the last change of the target labels layer (a commit or a propagation), from the
+        prompt layers: the points stay selected."""
+        target = self.target_layer
+        if target is None:
+            self.status.emit("Nothing to undo: no labels layer received a commit yet.")
+            return
+        target.undo()
+        self.prompts.activate_points()
+        self.status.emit(f"Undid the last change of '{target.name}'.")
+
+    def _bind_undo(self, target) -> None:
+        """Ctrl+Z on ``target`` undoes as napari does, then selects the prompt points again unless
+        the layer is being painted on, so that the next click adds a point."""
+        bound = self.__dict__.setdefault("_undo_bound", {})
+        if target.unique_id in bound:
+            return
+
+        def undo(layer):
+            layer.undo()
+            if str(layer.mode) == "pan_zoom":
+                self.prompts.activate_points()
+
+        target.bind_key(UNDO_KEY, undo, overwrite=True)
+        bound[target.unique_id] = undo
+
+    def release_undo_keys(self) -> None:
+        """Give the labels layers their own Ctrl+Z back (the widget is closing)."""
+        for uid, fn in self.__dict__.pop("_undo_bound", {}).items():
+            layer = find_layer(self.viewer, uid)
+            if layer is not None and layer.keymap.get(coerce_keybinding(UNDO_KEY)) is fn:
+                layer.bind_key(UNDO_KEY, None)
 
     def _autosave(self, target) -> None:
         path = autosave_path(self.state.image_layer, target)

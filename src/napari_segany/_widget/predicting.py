@@ -64,11 +64,11 @@ class PredictMixin:
             return  # for another slice or other prompts: newer ones are on their way
         s.prediction, s.prediction_key, s.chosen, s.prompt_signature = (prediction, request.key, 0,
                                                                         request.signature)
+        s.refining = bool(request.missing) or request.key.views < s.wanted.views
         self.preview.show(s.plane, s.image_layer, prediction.mask(0))
         self.prediction_changed.emit()
         if request.missing:
             self.zoom.want(request.missing[0])  # the zoomed crop, computed in a worker; then again
-        s.refining = bool(request.missing) or request.key.views < s.wanted.views
         if s.refining:
             self.status.emit("Refining the mask (zoomed view or mirrored views under way); C commits the mask "
                              "on screen now.")

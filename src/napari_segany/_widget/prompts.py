@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from .geometry import Plane, layer_to_image_coords
+from .layers import has_layer, same_layer
 
 POSITIVE_COLOR = "#39ff14"  # green: foreground
 NEGATIVE_COLOR = "#ff2bd6"  # magenta: background
@@ -61,9 +62,15 @@ class PromptLayers:
         scale, translate = tuple(image_layer.scale), tuple(image_layer.translate)
         for attr, make in (("points", self._make_points), ("boxes", self._make_boxes)):
             layer = getattr(self, attr)
-            if layer is not None and (layer not in self.viewer.layers or layer.ndim != ndim):
-                if layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
+            if not has_layer(self.viewer, layer):
+                # a layer of an earlier widget of this viewer (closed and opened again) is reused
+                layer = next((lay for lay in self.viewer.layers if lay.metadata.get(ROLE) == attr), None)
+                if layer is not None:
+                    layer.events.data.connect(self._changed)
+                setattr(self, attr, layer)
+            if layer is not None and layer.ndim != ndim:
+                layer.events.data.disconnect(self._changed)
+                self.viewer.layers.remove(layer)
                 layer = None
             if layer is None:
                 layer = make(ndim, scale, translate)
@@ -72,6 +79,14 @@ class PromptLayers:
             else:
                 layer.scale, layer.translate = scale, translate
         self.activate_points()
+
+    def close(self) -> None:
+        """Stop reacting to the prompt layers (the widget is closing); the layers stay, for the
+        next widget of this viewer to reuse."""
+        for layer in (self.points, self.boxes):
+            if layer is not None:
+                layer.events.data.disconnect(self._changed)
+        self.on_change = lambda: None
 
     def _make_points(self, ndim, scale, translate):
         return self.viewer.add_points(
@@ -90,12 +105,12 @@ class PromptLayers:
         return layer
 
     def activate_points(self) -> None:
-        if self.points is not None and self.points in self.viewer.layers:
+        if has_layer(self.viewer, self.points):
             self.viewer.layers.selection.active = self.points
             self.points.mode = "add"
 
     def layers(self) -> list:
-        return [lay for lay in (self.points, self.boxes) if lay is not None and lay in self.viewer.layers]
+        return [lay for lay in (self.points, self.boxes) if has_layer(self.viewer, lay)]
 
     def _changed(self, event=None) -> None:
         self.on_change()
@@ -161,7 +176,7 @@ class PromptLayers:
                 continue
             if plane is None:
                 keep = np.zeros(n, dtype=bool)
-            elif layer is self.points:
+            elif same_layer(layer, self.points):
                 keep = ~plane.on_plane(layer_to_image_coords(layer, image_layer, layer.data))
             else:
                 keep = np.array([not plane.on_plane(layer_to_image_coords(layer, image_layer, d)).all()

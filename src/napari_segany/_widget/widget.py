@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from napari.layers import Labels
-from qtpy.QtCore import QTimer
+from napari.utils.key_bindings import coerce_keybinding
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+    QVBoxLayout, QWidget,
 )
 
 from .candidates import CandidatePicker
@@ -16,6 +20,7 @@ from .model_panel import ModelPanel
 from .prompts import ROLE
 from .propagation import Propagator
 from .state import WidgetState
+from .. import registry
 from ..views import VIEW_COUNTS
 
 NEW_LAYER = "(new labels layer)"
@@ -29,16 +34,25 @@ SHORTCUTS = (
     ("X", "clear the prompts on this slice"),
     ("Delete", "delete the selected points (select mode: S)"),
     ("Shift+P", "propagate the target layer's selected label through the volume from the slice on screen"),
-    ("Ctrl+Z", "undo the last commit or propagation (with the labels layer selected)"),
+    ("Ctrl+Z", "undo the last commit or propagation (with the target labels layer or a prompt layer "
+               "selected)"),
 )
 
 HELP = (
     "<b>Segment Anything</b><br>"
-    "Load a model, click on an object, pick a candidate, press C.<br>"
+    "Click on an object, pick a candidate, press C (the included model loads when the widget opens).<br>"
     + "<br>".join(f"<b>{key}</b>: {what}" for key, what in SHORTCUTS)
     + "<br>In the prompt layers, T/1/2/3/C/X replace napari's own keys for those layers;"
     " use P (add) and S (select) to switch modes."
 )
+
+
+def _deleted_with_the_viewer(controller, propagator, closed, _obj=None) -> None:
+    """Drop the work of a widget that Qt deleted without closing it (its viewer closed)."""
+    if not closed[0]:
+        closed[0] = True
+        propagator.close()
+        controller.close()
 
 
 class SegmentAnythingWidget(QWidget):
@@ -50,7 +64,23 @@ class SegmentAnythingWidget(QWidget):
         self.state = state or WidgetState()
         self.controller = Controller(napari_viewer, self.state)
         self.setToolTip(HELP)
-        layout = QVBoxLayout(self)
+        self._docked = False  # set when napari puts the widget in its dock (see ``event``)
+        self._closed = [False]  # shared with ``_deleted_with_the_viewer``
+        self._view_reset = False
+        self._colors_for = None  # (target, slice, commits) the preview colour was chosen for
+        self._commits = 0
+        # everything scrolls inside the dock: content that grows (thumbnails, messages) never
+        # makes the dock, and so the window and the canvas, change size under the user's mouse
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        content = QWidget()
+        self.scroll.setWidget(content)
+        outer.addWidget(self.scroll)
+        layout = QVBoxLayout(content)
 
         self.model_panel = ModelPanel(napari_viewer)
         box = QGroupBox("Model and image")
@@ -128,6 +158,11 @@ class SegmentAnythingWidget(QWidget):
         self.status_label = QLabel("Load a model to start.")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
+        # background notes (autosave) get their own line: they never replace the status
+        self.note_label = QLabel()
+        self.note_label.setWordWrap(True)
+        self.note_label.setStyleSheet("color: gray;")
+        layout.addWidget(self.note_label)
         help_label = QLabel(HELP)
         help_label.setWordWrap(True)
         layout.addWidget(help_label)
@@ -139,6 +174,27 @@ class SegmentAnythingWidget(QWidget):
         self.refresh_targets()
         self._show_polarity()
         self._set_image(self.model_panel.image_layer)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(content.minimumSizeHint().width() + bar)
+        # closing the viewer deletes the dock and this widget with it (no close event, no
+        # ParentChange): the work under way is dropped then, so that it never reaches a dead widget
+        self.destroyed.connect(partial(_deleted_with_the_viewer, self.controller, self.propagator, self._closed))
+        self._auto_load()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name): as narrow as the content allows, for the canvas
+        return QSize(self.minimumSizeHint().width(), super().sizeHint().height())
+
+    def _auto_load(self) -> None:
+        """Start loading the included model (in a worker), so that clicks work without pressing
+        'Load model'. A predictor set meanwhile (or a model the user loads) wins over it."""
+        mp = self.model_panel
+        source = mp.source
+        if self.state.predictor is not None or source is None or not registry.get_spec(source).bundled:
+            return
+        self.controller.load_model(source, mp.device_combo.currentText(), mp.precision_combo.currentText())
+        if self.controller.model_job is not None:
+            self.controller.model_job.automatic = True
+        self.status_label.setText("Loading the included model...")
 
     def _set_image(self, layer) -> None:
         self.controller.set_image_layer(layer)
@@ -184,6 +240,8 @@ class SegmentAnythingWidget(QWidget):
         c.prediction_changed.connect(self._prediction_changed)
         c.chosen_changed.connect(self.picker.set_chosen)
         c.target_changed.connect(self.refresh_targets)
+        c.committed.connect(self._committed)
+        c.autosaver.report = self._note
         self.picker.chosen.connect(c.choose)
         self.toggle_button.clicked.connect(self.toggle_polarity)
         self.clear_button.clicked.connect(c.clear_prompts)
@@ -202,6 +260,7 @@ class SegmentAnythingWidget(QWidget):
 
     KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts", "Shift-P": "propagate",
             "1": ("choose", 0), "2": ("choose", 1), "3": ("choose", 2)}
+    PROMPT_KEYS = {"Control-Z": "undo_last"}  # on the prompt layers only (Labels layers have their own)
 
     def _key_action(self, action):
         def run(_layer_or_viewer=None):
@@ -213,6 +272,7 @@ class SegmentAnythingWidget(QWidget):
                 self.propagator.start()
             else:
                 getattr(self.controller, action)()
+        run.segany_widget = id(self)  # to release only our own bindings
         return run
 
     def _bind_keys(self, layers=None) -> None:
@@ -223,6 +283,19 @@ class SegmentAnythingWidget(QWidget):
             self.viewer.bind_key(key, fn, overwrite=True)
             for layer in layers or ():
                 layer.bind_key(key, fn, overwrite=True)
+        for key, action in self.PROMPT_KEYS.items():
+            for layer in layers or ():
+                layer.bind_key(key, self._key_action(action), overwrite=True)
+
+    def _release_keys(self) -> None:
+        """Unbind the shortcuts this widget bound (on the viewer and on the prompt layers)."""
+        owners = [(self.viewer, self.KEYS)] + [(layer, {**self.KEYS, **self.PROMPT_KEYS})
+                                               for layer in self.controller.prompts.layers()]
+        for owner, keys in owners:
+            for key in keys:
+                fn = owner.keymap.get(coerce_keybinding(key))
+                if getattr(fn, "segany_widget", None) == id(self):
+                    owner.bind_key(key, None)
 
     def _bind_prompt_layers(self) -> None:
         self._bind_keys(self.controller.prompts.layers())
@@ -251,6 +324,26 @@ class SegmentAnythingWidget(QWidget):
     def _prediction_changed(self) -> None:
         # thumbnails after the canvas has drawn the preview: they are not urgent
         self._thumb_timer.start()
+        self._avoid_label_colors()
+
+    def _avoid_label_colors(self) -> None:
+        """Draw the preview in a colour none of the target's labels on this slice has (chosen again
+        when the target, the slice or the labels change)."""
+        c, s = self.controller, self.state
+        if c is None or s.prediction is None or s.plane is None:
+            return
+        target = c.target_layer
+        key = (None if target is None else target.unique_id, s.plane.key, self._commits)
+        if key != self._colors_for:
+            self._colors_for = key
+            c.preview.avoid_labels(target, s.plane)
+
+    def _committed(self, result) -> None:
+        self._commits += 1
+
+    def _note(self, text: str) -> None:
+        if not self._closed[0]:  # an autosave may end after the widget was closed or deleted
+            self.note_label.setText(text)
 
     def _update_thumbnails(self) -> None:
         if self.controller is None:  # closed meanwhile
@@ -289,18 +382,45 @@ class SegmentAnythingWidget(QWidget):
         self.refresh_targets()
 
     def close_widget(self) -> None:
-        """Stop workers and release the viewer's key bindings and events."""
-        if self.controller is None:
+        """Tear down: release the key bindings (viewer and prompt layers), disconnect from the
+        viewer's and the layers' events, drop running work, remove the preview. The prompt layers
+        stay, for a widget opened again to reuse. Safe to call more than once."""
+        c = self.controller
+        if c is None:
             return
-        for key in self.KEYS:
-            self.viewer.bind_key(key, None, overwrite=True)
+        self._closed[0] = True
+        self._thumb_timer.stop()
+        self._release_keys()
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed):
             ev.disconnect(self.refresh_targets)
         self.model_panel.close_panel()
         self.propagator.close()
-        self.controller.close()
+        c.release_undo_keys()
+        c.prompts.close()
+        c.close()
+        c.preview.close()
         self.controller = None
+
+    def event(self, event) -> bool:  # noqa: N802 (Qt name)
+        # napari closes a dock (its x button, or Window.remove_dock_widget) by taking the widget out
+        # of it (setParent(None)) and deleting the dock: no closeEvent reaches the widget
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif getattr(self, "_docked", False):
+                self.close_widget()
+        return super().event(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if not self._view_reset:  # the dock took room from the canvas: show the whole image again
+            self._view_reset = True
+            QTimer.singleShot(0, self._reset_view)
+
+    def _reset_view(self) -> None:
+        if self.controller is not None and len(self.viewer.layers):
+            self.viewer.reset_view()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self.close_widget()

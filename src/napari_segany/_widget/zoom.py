@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from ..predictor import ImageEmbedding, Prediction
 from ..zoom import Window, ZoomPredictor
-from .cache import EmbeddingKey, for_slice
+from .cache import EmbeddingKey, for_slice, one_view
 from .decoding import missing_crop
 from .workers import Job, start_embedding
 
@@ -49,9 +49,11 @@ class WidgetZoom:
         """The crop's embedding from the cache; None (and noted for the GUI thread) when missing.
         Runs in the decoder's worker."""
         ckey = crop_key(key, window)
-        emb = self.controller.state.cache.get(ckey)
-        if emb is None:
-            missing_crop((ckey, image, kwargs))
+        cache = self.controller.state.cache
+        emb = cache.get(ckey)
+        if emb is None:  # with mirrored views, the crop's first view comes first
+            emb = cache.get(one_view(ckey)) if ckey.views > 1 else None
+            missing_crop((ckey if emb is not None or ckey.views == 1 else one_view(ckey), image, kwargs))
         return emb
 
     def want(self, item) -> None:
@@ -66,8 +68,14 @@ class WidgetZoom:
         if self._wanted is None or s.job is not None:
             return
         (ckey, image, kwargs), self._wanted = self._wanted, None
-        if s.wanted is None or not for_slice(ckey, s.wanted) or s.cache.get(ckey) is not None:
+        if s.wanted is None or not for_slice(ckey, s.wanted):
             return
+        if s.cache.get(ckey) is not None:  # computed since the answer asked for it
+            c.predict_now()
+            return
+        first = s.cache.get(one_view(ckey)) if ckey.views > 1 else None
+        if first is not None:
+            kwargs = {**kwargs, "reuse": first}
         c.busy.emit("Computing a zoomed view of the object...")
         s.job = start_embedding(ckey, s.predictor, image, kwargs, self._done, c._embedding_failed)
 
