@@ -128,7 +128,6 @@ class Predictor:
         window = intensity_window(data, contrast_limits=contrast_limits, percentiles=percentiles)
         image_id = image_fingerprint(data) if image_id is None else str(image_id)
         unit = to_unit_range(data, window)
-        geometry = Geometry.for_image(data.shape[:2], self.model.image_size, profile)
         embeddings = []
         kept = {} if reuse is None else self._reusable(reuse, image_id, window)
         for view in view_list(self.views if views is None else views):

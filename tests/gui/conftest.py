@@ -43,19 +43,25 @@ def fast_models(fast_model_paths):
 
 
 @pytest.fixture
-def widget_factory(make_napari_viewer, qtbot):
-    """make(image, model=None, zoom=False, views=1, **layer_kwargs) -> (viewer, image_layer, widget)
-    with the widget docked. Zoom (on for users) is off unless asked, so that tests of the prompt
-    plumbing see one prediction per prompt change; ``test_widget_zoom.py`` tests it. One view unless
-    asked (``views=None``: the model's recommendation, as users get it); ``test_widget_views.py``."""
+def plugin_widget(make_napari_viewer, qtbot):
+    """open(image=None, model=None, show=False, zoom=False, views=1, path=None, **layer_kwargs)
+    -> (viewer, dock, widget, image layer or None). ``path``: open that file instead of
+    adding ``image``. ``show``: a real window (for sizes and the view). Zoom is off and one
+    view unless asked, as in ``widget_factory``."""
     made = []
 
-    def make(image, model=None, zoom=False, views=1, **layer_kwargs):
-        from gui_helpers import open_widget
+    def open_(image=None, model=None, show=False, zoom=False, views=1, path=None, **layer_kwargs):
+        viewer = make_napari_viewer(show=show)
+        layer = None
+        if path is not None:
+            layer = viewer.open(str(path), plugin="napari")[0]
+        elif image is not None:
+            layer = viewer.add_image(image, **layer_kwargs)
+        if show:
+            qtbot.wait(50)  # the window laid out with the image in it, as a user opens the plugin
+        from qt_events import open_plugin_widget
 
-        viewer = make_napari_viewer()
-        layer = viewer.add_image(image, **layer_kwargs)
-        widget = open_widget(viewer)
+        dock, widget = open_plugin_widget(viewer)
         made.append(widget)
         widget.zoom_box.setChecked(zoom)
         if model is not None:
@@ -64,10 +70,26 @@ def widget_factory(make_napari_viewer, qtbot):
             widget.controller.set_predictor(Predictor(model), model.info.name)
             if views is not None:
                 widget.views_combo.setCurrentText(str(views))
-        return viewer, layer, widget
+        return viewer, dock, widget, layer
 
-    yield make
+    yield open_
     for widget in made:
         if widget.controller is not None:
-            qtbot.waitUntil(lambda w=widget: not w.controller.is_busy, timeout=60_000)
+            qtbot.waitUntil(lambda w=widget: w.controller is None or not w.controller.is_busy, timeout=60_000)
+        if widget.controller is not None:
             widget.close_widget()
+
+
+@pytest.fixture
+def widget_factory(plugin_widget):
+    """make(image, model=None, zoom=False, views=1, **layer_kwargs) -> (viewer, image_layer, widget)
+    with the widget opened from the Plugins route. Zoom (on for users) is off unless asked, so that
+    tests of the prompt plumbing see one prediction per prompt change; ``test_widget_zoom.py`` tests
+    it. One view unless asked (``views=None``: the model's recommendation, as users get it);
+    ``test_widget_views.py``."""
+
+    def make(image, model=None, zoom=False, views=1, **layer_kwargs):
+        viewer, _, widget, layer = plugin_widget(image, model, zoom=zoom, views=views, **layer_kwargs)
+        return viewer, layer, widget
+
+    return make

@@ -8,13 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def open_widget(viewer):
-    """The widget as users open it (Plugins > Segment Anything): napari builds it and hands it its
-    public proxy of the viewer."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
-    return widget
-
-
 def wait_ready(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=timeout)
 
@@ -86,3 +79,12 @@ def predict_calls(predictor):
     predictor.predict = spy
     return calls
 
+
+def connected(emitter, objects) -> list:
+    """The callbacks of napari event ``emitter`` bound to any of ``objects``."""
+    found = []
+    for cb in emitter.callbacks:
+        owner = cb[0]() if isinstance(cb, tuple) else getattr(cb, "__self__", None)
+        if any(owner is o for o in objects):
+            found.append(cb)
+    return found

@@ -2,7 +2,8 @@
 
 import numpy as np
 import tifffile
-from gui_helpers import open_widget, press, wait_prediction, wait_ready
+from gui_helpers import press, wait_prediction, wait_ready
+from qt_events import open_plugin_widget
 
 
 def _prompt(qtbot, widget, point, choose=0):
@@ -154,7 +155,7 @@ def test_autosave_next_to_the_image(make_napari_viewer, qtbot, nuclei2d, fast_mo
     tifffile.imwrite(path, image[:200, :200])
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari")
-    widget = open_widget(viewer)
+    _, widget = open_plugin_widget(viewer)
     assert widget.autosave_box.isChecked()
     widget.controller.set_predictor(Predictor(fast_models[0]), "fast")
     wait_ready(qtbot, widget)

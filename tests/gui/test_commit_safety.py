@@ -5,7 +5,6 @@ import dataclasses
 
 import numpy as np
 from gui_helpers import wait_ready
-from plugin_route import plugin_widget  # noqa: F401 (fixture)
 from qt_events import click_canvas, key_canvas
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from gui_helpers import predict_calls, wait_ready
 from napari.utils.key_bindings import coerce_keybinding
-from plugin_route import connected, plugin_widget  # noqa: F401 (fixture)
+from gui_helpers import connected
 from qt_events import click_canvas, close_dock, key_canvas, open_plugin_widget
 
 

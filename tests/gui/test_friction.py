@@ -5,7 +5,6 @@ and an undo, a preview colour no label uses, and messages that stay readable."""
 import numpy as np
 import tifffile
 from gui_helpers import wait_ready
-from plugin_route import plugin_widget  # noqa: F401 (fixture)
 from qt_events import click_canvas, drag_canvas, key_canvas, world_to_canvas
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..predictor import ImageEmbedding, Prediction
+from ..predictor import ImageEmbedding
 from ..zoom import Window, ZoomPredictor
 from .cache import EmbeddingKey, for_slice, one_view
 from .decoding import missing_crop
