@@ -36,13 +36,19 @@ def _nuclei(n=10, start=26):
     return load_sample("nuclei3d")[start:start + n], load_sample("nuclei3d_labels")[start:start + n]
 
 
+def _seed(truth, z):
+    """The largest object on slice ``z`` as a propagation's start: (its id, labels with it on ``z`` only)."""
+    ids, counts = np.unique(truth[z][truth[z] > 0], return_counts=True)
+    seed_id = int(ids[np.argmax(counts)])
+    start = np.zeros_like(truth, dtype=np.uint32)
+    start[z][truth[z] == seed_id] = seed_id
+    return seed_id, start
+
+
 def test_a_click_after_propagating_is_answered_on_the_slice_on_screen(widget_factory, qtbot, fast_models):
     volume, truth = _nuclei()
     viewer, layer, widget = widget_factory(volume, fast_models[0])
-    ids, counts = np.unique(truth[5][truth[5] > 0], return_counts=True)
-    seed_id = int(ids[np.argmax(counts)])
-    start = np.zeros_like(truth, dtype=np.uint32)
-    start[5][truth[5] == seed_id] = seed_id
+    seed_id, start = _seed(truth, 5)
     show_target(qtbot, viewer, widget, start, seed_id, 5)
     from qtpy.QtCore import Qt
 
@@ -80,10 +86,7 @@ def test_leaving_a_slice_mid_embedding_and_coming_back(widget_factory, qtbot, fa
 def test_deleting_the_target_during_a_propagation_writes_nothing(widget_factory, qtbot, fast_models):
     volume, truth = _nuclei()
     viewer, layer, widget = widget_factory(volume, fast_models[0])
-    ids, counts = np.unique(truth[5][truth[5] > 0], return_counts=True)
-    seed_id = int(ids[np.argmax(counts)])
-    start = np.zeros_like(truth, dtype=np.uint32)
-    start[5][truth[5] == seed_id] = seed_id
+    seed_id, start = _seed(truth, 5)
     target = show_target(qtbot, viewer, widget, start, seed_id, 5)
     assert widget.propagator.start()
     viewer.layers.remove(target)

@@ -42,3 +42,34 @@ def test_the_included_model_is_served_with_its_views_and_one_view_on_request(wid
     headless.set_image(image, contrast_limits=tuple(layer.contrast_limits))
     np.testing.assert_array_equal(state.prediction.mask(0), headless.predict(points=[point]).mask(0))
     assert state.cache.get(four) is not None  # the 4-view embedding stays cached for going back
+
+
+def test_a_new_slice_answers_from_one_view_first_then_from_all(widget_factory, qtbot, included_model):
+    """On a slice not yet embedded, a click is answered from the slice's first view (decoded in a
+    worker, the status saying a refinement is under way), then again from all four views: the
+    same answers the library gives for one and for four views."""
+    import threading
+
+    from napari_segany.sample_data import load_sample
+
+    volume, labels = load_sample("nuclei3d")[28:31], load_sample("nuclei3d_labels")[28:31]
+    viewer, layer, widget = widget_factory(volume, included_model, views=None)
+    state, ctrl = widget.state, widget.controller
+    threads, shown = [], []
+    real = state.predictor.predict
+    state.predictor.predict = lambda *a, **k: threads.append(threading.current_thread()) or real(*a, **k)
+    ctrl.prediction_changed.connect(
+        lambda: state.prediction is not None and shown.append((state.prediction_key.views, state.refining,
+                                                                state.prediction.mask(0).copy())))
+    ids, counts = np.unique(labels[1][labels[1] > 0], return_counts=True)
+    rows, cols = np.nonzero(labels[1] == ids[np.argmax(counts)])
+    point = (float(np.median(rows)), float(np.median(cols)))
+    viewer.dims.set_current_step(0, 1)
+    ctrl.prompts.points.add([[1, *point]])  # clicked before the slice has any embedding
+    qtbot.waitUntil(lambda: bool(shown) and shown[-1][:2] == (4, False), timeout=60_000)
+    assert shown[0][:2] == (1, True)  # the first answer, from one view, says more is coming
+    assert threads and threading.main_thread() not in threads  # never decoded on the GUI thread
+    for views, mask in ((1, shown[0][2]), (4, shown[-1][2])):
+        headless = Predictor(included_model, views=views)
+        headless.set_image(volume[1], contrast_limits=tuple(layer.contrast_limits))
+        np.testing.assert_array_equal(mask, headless.predict(points=[point]).mask(0))

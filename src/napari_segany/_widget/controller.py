@@ -262,10 +262,14 @@ class Controller(CommitMixin, PredictMixin, QObject):
             self.state.job = None
             self.busy.emit("")
 
-    def _next(self, job: Job) -> None:
-        """After a job ended: start the embedding the screen needs now, then a wanted crop."""
+    def _next(self, job: Job | None = None) -> None:
+        """After a job (or an answer) ended: start the embedding the screen needs now, then a
+        wanted crop. While prompts are being answered this waits for the answer (the next embedding
+        would take the CPU from it), which calls it again."""
         s = self.state
-        if s.job is not None or s.wanted is None or not (job.restart or not job.cancelled):
+        if s.job is not None or s.wanted is None or (job is not None and job.cancelled and not job.restart):
+            return
+        if not self.decoder.idle:
             return
         if self._todo(s.wanted) is not None:
             self.request_embedding()
@@ -315,8 +319,11 @@ class Controller(CommitMixin, PredictMixin, QObject):
         for job in self._jobs:
             job.drop()
         self.decoder.close()
-        self._predict_timer.stop()
-        self._plane_timer.stop()
+        for timer in (self._predict_timer, self._plane_timer):
+            try:
+                timer.stop()
+            except RuntimeError:  # Qt deleted it already: the viewer closed before the widget did
+                pass
         for ev in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay,
                    self.viewer.dims.events.order):
             ev.disconnect(self._dims_changed)

@@ -61,6 +61,7 @@ class PredictMixin:
     def _answered(self, request: DecodeRequest, prediction) -> None:
         s = self.state
         if not self._current(request):
+            self._next()
             return  # for another slice or other prompts: newer ones are on their way
         s.prediction, s.prediction_key, s.chosen, s.prompt_signature = (prediction, request.key, 0,
                                                                         request.signature)
@@ -69,6 +70,7 @@ class PredictMixin:
         self.prediction_changed.emit()
         if request.missing:
             self.zoom.want(request.missing[0])  # the zoomed crop, computed in a worker; then again
+        self._next()  # what waited for this answer: more views, a crop
         if s.refining:
             self.status.emit("Refining the mask (zoomed view or mirrored views under way); C commits the mask "
                              "on screen now.")
@@ -78,6 +80,7 @@ class PredictMixin:
     def _answer_failed(self, request: DecodeRequest, exc: Exception) -> None:
         if self._current(request):
             self._fail(f"Could not segment these prompts: {exc}")
+        self._next()
 
     def choose(self, index: int) -> None:
         s = self.state

@@ -65,8 +65,8 @@ class WidgetZoom:
     def start_wanted(self) -> None:
         c = self.controller
         s = c.state
-        if self._wanted is None or s.job is not None:
-            return
+        if self._wanted is None or s.job is not None or not c.decoder.idle:
+            return  # the embedding worker is busy, or an answer is being made (it calls this again)
         (ckey, image, kwargs), self._wanted = self._wanted, None
         if s.wanted is None or not for_slice(ckey, s.wanted):
             return
