@@ -11,7 +11,7 @@ from pathlib import Path
 
 INSTALL_HINT = (
     "The gui command needs napari: install it with  pip install 'napari-segany[napari]'  "
-    "(or pip install napari[pyqt5])."
+    "(or pip install napari[pyqt6])."
 )
 
 
