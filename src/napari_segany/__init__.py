@@ -3,8 +3,8 @@ microscopy and MRI, in napari and from Python.
 
 >>> import napari_segany as sg
 >>> pred = sg.Predictor(sg.load_model("vit_b"))          # doctest: +SKIP
->>> pred.set_image(image)                                 # doctest: +SKIP
->>> res = pred.predict(points=[(120, 88)], labels=[1])    # doctest: +SKIP
+>>> emb = pred.encode(image)                               # doctest: +SKIP
+>>> res = pred.predict(points=[(120, 88)], labels=[1], embedding=emb)  # doctest: +SKIP
 """
 
 from .predictor import Cancelled, ImageEmbedding, Prediction, Predictor
