@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 
@@ -31,31 +29,21 @@ def wait_prediction(qtbot, widget, timeout=10_000):
     qtbot.wait(1)
 
 
-@dataclass
-class MouseEvent:
-    """The fields napari's mouse callbacks read (as in napari's own layer tests)."""
+def click(layer, world_position):
+    """A real mouse click (Qt press and release on the canvas) at ``world_position`` (the displayed
+    dims, or all of them) with ``layer`` selected in add mode, so napari's own add-mode handling
+    places the point. Returns the point in the layer's data coordinates as placed: a click lands on
+    a whole canvas pixel, within half a canvas pixel of ``world_position``."""
+    import napari
+    from qt_events import click_canvas
 
-    type: str
-    position: tuple
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    is_dragging: bool = False
-    modifiers: list = field(default_factory=list)
-    view_direction: object = None
-    dims_displayed: tuple = (0, 1)
-    button: int = 1
-    handled: bool = False
-
-
-def click(layer, world_position, dims_displayed=(0, 1)):
-    """A mouse press and release at ``world_position`` through napari's own
-    mouse callbacks of ``layer`` (e.g. Points in add mode adds a point)."""
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-
-    pos = tuple(float(v) for v in world_position)
-    for kind, callbacks in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
-        event = ReadOnlyWrapper(MouseEvent(kind, pos, dims_displayed=dims_displayed), exceptions={"handled"})
-        callbacks(layer, event)
+    viewer = napari.current_viewer()
+    viewer.layers.selection.active = layer
+    layer.mode = "add"
+    n = len(layer.data)
+    click_canvas(viewer, world_position)
+    assert len(layer.data) == n + 1, "the click placed no point"
+    return np.asarray(layer.data[-1], float)
 
 
 def press(viewer, key):

@@ -55,6 +55,13 @@ def _settle(viewer) -> None:
     QApplication.processEvents()
 
 
+def landing(viewer, world) -> tuple:
+    """The world position a click aimed at ``world`` will land on (the nearest canvas pixel)."""
+    _settle(viewer)
+    pos = _qpoint(world_to_canvas(viewer, world))
+    return tuple(float(v) for v in canvas_to_world(viewer, (pos.x(), pos.y())))
+
+
 def click_canvas(viewer, world, button=None, modifier=None) -> tuple[float, float]:
     """Press and release the mouse on the canvas at ``world`` (row, col or all
     dims). Returns the world position napari will compute for that pixel (the

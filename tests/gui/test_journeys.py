@@ -4,7 +4,7 @@ from the Plugins route: every mask comes from the slice on screen, whatever the 
 from __future__ import annotations
 
 import numpy as np
-from gui_helpers import show_target, wait_prediction, wait_ready
+from gui_helpers import click, show_target, wait_prediction, wait_ready
 from qt_events import click_canvas, key_canvas
 
 from napari_segany import Predictor
@@ -14,15 +14,10 @@ from napari_segany.sample_data import load_sample
 def _click(qtbot, viewer, widget, world):
     """A real click on the canvas with the prompt points layer active; returns the point as the
     widget read it: (row, col) on the slice on screen."""
-    points = widget.controller.prompts.points
-    viewer.layers.selection.active = points
-    points.mode = "add"
-    n = len(points.data)
-    click_canvas(viewer, world)
-    qtbot.waitUntil(lambda: len(points.data) == n + 1, timeout=5_000)
+    placed = click(widget.controller.prompts.points, world)
     wait_prediction(qtbot, widget)
     qtbot.waitUntil(lambda: widget.state.prediction is not None, timeout=30_000)
-    return np.asarray(points.data[-1][-2:], float)
+    return placed[-2:]
 
 
 def _fresh(model, image2d, layer, point) -> np.ndarray:
@@ -145,3 +140,30 @@ def test_a_click_before_the_model_is_ready_is_answered_once_it_is(widget_factory
     qtbot.waitUntil(lambda: widget.state.prediction is not None, timeout=60_000)
     point = np.asarray(points.data[-1], float)
     np.testing.assert_array_equal(widget.state.chosen_mask(), _fresh(fast_models[0], image, layer, point))
+
+
+def test_a_4d_image_answers_and_commits_on_the_slice_on_screen(widget_factory, qtbot, fast_models):
+    """(t, z, y, x): a click on t=1, z=2 is answered on that slice, and the commit writes there only;
+    after visiting another time point and coming back, the same click gives the same mask."""
+    volume, _ = _nuclei(6, start=24)
+    data = np.stack([volume[:3], volume[3:]])  # 2 time points of 3 slices
+    viewer, layer, widget = widget_factory(data, fast_models[0])
+    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(1, 2)
+    qtbot.waitUntil(lambda: widget.state.plane is not None and widget.state.plane.fixed == ((0, 1), (1, 2)))
+    wait_ready(qtbot, widget)
+    point = _click(qtbot, viewer, widget, (1, 2, 128, 128))
+    mask = widget.state.chosen_mask()
+    np.testing.assert_array_equal(mask, _fresh(fast_models[0], data[1, 2], layer, point))
+    assert widget.controller.commit() is not None
+    target = widget.controller.target_layer
+    assert target.data.shape == data.shape
+    np.testing.assert_array_equal(np.argwhere(target.data.any(axis=(2, 3))), [[1, 2]])
+    np.testing.assert_array_equal(target.data[1, 2] > 0, mask)
+    viewer.dims.set_current_step(0, 0)
+    wait_ready(qtbot, widget)
+    viewer.dims.set_current_step(0, 1)
+    wait_ready(qtbot, widget)
+    _click(qtbot, viewer, widget, (1, 2, 128, 128))
+    np.testing.assert_array_equal(widget.state.chosen_mask(),
+                                  _fresh(fast_models[0], data[1, 2], layer, widget.controller.prompts.points.data[-1][-2:]))

@@ -13,10 +13,11 @@ def test_points_and_box_update_the_preview(widget_factory, qtbot, nuclei2d, fast
     points = ctrl.prompts.points
     assert viewer.layers.selection.active.unique_id == points.unique_id and points.mode == "add"
 
-    click(points, (120, 200))  # napari's own add-mode callback
+    placed = click(points, (120, 200))  # a real click: napari's own add mode places the point
     wait_prediction(qtbot, widget)
     assert len(calls) == 1 and calls[-1]["multimask"] is True
-    np.testing.assert_allclose(calls[-1]["points"], [[120, 200]])
+    np.testing.assert_allclose(placed, (120, 200), atol=1.0)
+    np.testing.assert_allclose(calls[-1]["points"], [placed])
     np.testing.assert_array_equal(calls[-1]["labels"], [1])
     preview = ctrl.preview.layer
     assert preview is not None and preview.visible

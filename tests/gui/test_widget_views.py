@@ -27,7 +27,7 @@ def test_the_included_model_is_served_with_its_views_and_one_view_on_request(wid
     ids = np.unique(labels[labels > 0])
     rows, cols = np.nonzero(labels == ids[len(ids) // 2])
     point = (float(np.median(rows)), float(np.median(cols)))
-    click(ctrl.prompts.points, point)
+    point = tuple(click(ctrl.prompts.points, point))
     wait_prediction(qtbot, widget)
     headless = Predictor(included_model, views=4)
     headless.set_image(image, contrast_limits=tuple(layer.contrast_limits))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from geometry_helpers import bbox, tiled
 from gui_helpers import click, show_target, wait_prediction, wait_ready
+from qt_events import landing
 
 from napari_segany import Predictor
 from napari_segany._widget.zoom import crop_key
@@ -34,7 +35,7 @@ def test_small_nucleus_is_refined_on_a_crop_off_the_gui_thread(widget_factory, q
     gt = labels == ids[np.argsort(areas)[len(ids) // 4]]  # a small nucleus
     rr, cc = np.nonzero(gt)
     point = (float(np.median(rr)), float(np.median(cc)))
-    click(ctrl.prompts.points, point)
+    point = tuple(click(ctrl.prompts.points, point))
     qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.window is not None, timeout=30_000)
     qtbot.waitUntil(lambda: not ctrl.is_busy, timeout=30_000)
 
@@ -100,7 +101,7 @@ def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, n
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
     for i in ids[np.argsort(areas)][4:9]:  # small nuclei; for some the whole slice's mask is a blob
         rr, cc = np.nonzero(big_labels == i)
-        point = (float(np.median(rr)), float(np.median(cc)))
+        point = landing(viewer, (float(np.median(rr)), float(np.median(cc))))[-2:]  # where a click lands
         blob = headless.predictor.predict(points=[point], embedding=headless.embedding).mask(0)  # the whole slice's answer
         blob[int(point[0]), int(point[1])] = True
         first = headless.window_for(bbox(blob))
@@ -109,7 +110,7 @@ def test_a_closer_crop_is_fetched_in_the_background_too(widget_factory, qtbot, n
             break
     else:
         pytest.fail("no nucleus needed a closer crop")
-    click(ctrl.prompts.points, point)
+    np.testing.assert_allclose(click(ctrl.prompts.points, point), point)
     qtbot.waitUntil(lambda: state.prediction is not None and state.prediction.window == expected.window,
                     timeout=60_000)
     qtbot.waitUntil(lambda: not ctrl.is_busy, timeout=30_000)
