@@ -76,7 +76,7 @@ class Marks:
         self.timer.start()
 
 
-def _viewer_with_widget(image, app):
+def _viewer_with_widget(image, app, precision="fp32"):
     import napari
 
     viewer = napari.Viewer(show=True)
@@ -84,6 +84,10 @@ def _viewer_with_widget(image, app):
     layer = viewer.add_image(image, name="image")
     _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
     _wait(app, lambda: widget.state.predictor is not None, timeout=300)  # the included model loads itself
+    if precision != widget.state.predictor.precision:
+        from napari_segany import Predictor
+
+        widget.controller.set_predictor(Predictor(widget.state.predictor.model, precision=precision), "included")
     return viewer, layer, widget
 
 
@@ -103,11 +107,11 @@ def _click(app, widget, marks, point, timeout=60.0):
     return first, final, max(0.0, marks.max_gap - 0.002)
 
 
-def bench_2d(app, n_clicks: int) -> dict:
+def bench_2d(app, n_clicks: int, precision: str) -> dict:
     from napari_segany.sample_data import load_sample
 
     image, labels = load_sample("nuclei2d"), load_sample("nuclei2d_labels")
-    viewer, layer, widget = _viewer_with_widget(image, app)
+    viewer, layer, widget = _viewer_with_widget(image, app, precision)
     _wait(app, lambda: widget.state.embedding_ready and not widget.controller.is_busy)
     marks = Marks(widget, viewer.window._qt_viewer.canvas._scene_canvas)
     ids = np.random.default_rng(0).choice(np.unique(labels[labels > 0]), n_clicks + 2, replace=False)
@@ -127,11 +131,11 @@ def bench_2d(app, n_clicks: int) -> dict:
             "block_ms_max": round(float(a[:, 2].max()), 1)}
 
 
-def bench_new_slice(app, n_slices: int) -> dict:
+def bench_new_slice(app, n_slices: int, precision: str) -> dict:
     from napari_segany.sample_data import load_sample
 
     volume, labels = load_sample("nuclei3d"), load_sample("nuclei3d_labels")
-    viewer, layer, widget = _viewer_with_widget(volume, app)
+    viewer, layer, widget = _viewer_with_widget(volume, app, precision)
     ctrl = widget.controller
     z0 = volume.shape[0] // 2
     viewer.dims.set_current_step(0, z0)
@@ -165,6 +169,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--slices", type=int, default=5)
+    parser.add_argument("--precision", default="fp32", help="the predictor's precision (fp32, bf16, auto)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -172,10 +177,11 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    click = bench_2d(app, args.clicks)
-    slices = bench_new_slice(app, args.slices)
+    click = bench_2d(app, args.clicks, args.precision)
+    slices = bench_new_slice(app, args.slices, args.precision)
     env = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-           "machine": platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+           "machine": platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2),
+           "precision": args.precision}
     print(f"\nclick on an embedded slice ({click['clicks']} clicks, {click['views']} views, zoom on):")
     print(f"  first preview  median {click['first_ms_median']} ms, max {click['first_ms_max']} ms (target 150)")
     print(f"  final answer   median {click['final_ms_median']} ms, max {click['final_ms_max']} ms "
