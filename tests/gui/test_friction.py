@@ -149,3 +149,12 @@ def test_the_commit_message_stays_when_the_autosave_reports(plugin_widget, qtbot
     assert widget.status_label.text() == message
     assert "Saved labels to" in widget.note_label.text()
     assert (tmp_path / "cells.cells_labels.tif").exists()
+
+
+def test_thumbnails_are_tinted_in_the_colour_the_preview_is_drawn_in():
+    from napari_segany._widget.candidates import thumbnail
+
+    image, mask = np.zeros((4, 4)), np.zeros((4, 4), bool)
+    mask[1:3, 1:3] = True
+    out = thumbnail(image, mask, (0, 0, 4, 4), (0.0, 1.0), [255, 0, 0])
+    assert tuple(out[1, 1]) == (140, 0, 0) and tuple(out[0, 0]) == (0, 0, 0)

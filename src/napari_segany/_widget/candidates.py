@@ -30,8 +30,8 @@ def crop_box(masks: np.ndarray, margin: float = 0.35, min_side: int = 24) -> tup
     return r0, c0, min(r0 + side, h), min(c0 + side, w)
 
 
-def thumbnail(image: np.ndarray, mask: np.ndarray, box, window: tuple[float, float]) -> np.ndarray:
-    """RGB uint8 picture of ``image`` (H, W[, C]) inside ``box`` with ``mask`` tinted."""
+def thumbnail(image: np.ndarray, mask: np.ndarray, box, window: tuple[float, float], tint=MASK_RGB) -> np.ndarray:
+    """RGB uint8 picture of ``image`` (H, W[, C]) inside ``box`` with ``mask`` tinted (``tint``: RGB 0-255)."""
     r0, c0, r1, c1 = box
     crop = np.asarray(image[r0:r1, c0:c1], dtype=np.float32)
     if crop.ndim == 3:
@@ -42,7 +42,7 @@ def thumbnail(image: np.ndarray, mask: np.ndarray, box, window: tuple[float, flo
     unit = np.clip((crop - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
     rgb = np.broadcast_to(unit, unit.shape[:2] + (3,)) * 255.0
     m = mask[r0:r1, c0:c1, None]
-    out = np.where(m, 0.45 * rgb + 0.55 * MASK_RGB, rgb)
+    out = np.where(m, 0.45 * rgb + 0.55 * np.asarray(tint, np.float32), rgb)
     return np.ascontiguousarray(out.astype(np.uint8))
 
 
@@ -112,8 +112,10 @@ class CandidatePicker(QWidget):
         """Number of thumbnails currently shown."""
         return sum(not b.isHidden() for b in self.buttons)
 
-    def set_candidates(self, image: np.ndarray | None, masks: np.ndarray | None, scores, window, chosen: int) -> None:
-        """Show (K, H, W) ``masks`` over ``image``; None clears the picker."""
+    def set_candidates(self, image: np.ndarray | None, masks: np.ndarray | None, scores, window, chosen: int,
+                       color: str | None = None) -> None:
+        """Show (K, H, W) ``masks`` over ``image``, tinted in ``color`` ("#rrggbb", the preview's);
+        None clears the picker."""
         if masks is None or image is None or len(masks) == 0:
             for b in self.buttons:
                 b.setVisible(False)
@@ -121,10 +123,11 @@ class CandidatePicker(QWidget):
             self.title.setText("Candidates: add a point or a box to see them")
             return
         box = crop_box(masks)
+        tint = MASK_RGB if color is None else [int(color[i:i + 2], 16) for i in (1, 3, 5)]
         k = min(len(masks), len(self.buttons))
         for i, b in enumerate(self.buttons):
             if i < k:
-                b.setIcon(QIcon(to_pixmap(thumbnail(image, masks[i], box, window))))
+                b.setIcon(QIcon(to_pixmap(thumbnail(image, masks[i], box, window, tint))))
                 b.setText(f"{i + 1}: IoU {float(scores[i]):.2f}")
                 b.setVisible(True)
             else:

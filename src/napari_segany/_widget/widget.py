@@ -282,7 +282,8 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
             self.picker.set_candidates(None, None, None, None, 0)
             return
         window = pred.embedding.window if pred.embedding is not None else (0.0, 1.0)
-        self.picker.set_candidates(self.controller.image2d(), pred.masks, pred.scores, window, s.chosen)
+        self.picker.set_candidates(self.controller.image2d(), pred.masks, pred.scores, window, s.chosen,
+                                   color=self.controller.preview.color)  # the preview's colour
 
     def refresh_targets(self, event=None) -> None:
         """The Target box lists the labels layers of the image's shape and shows the current
