@@ -112,3 +112,13 @@ def test_outputs_get_normal_file_permissions(tiny_model_path, tmp_path):
     os.umask(umask)
     for f in (out, png):
         assert f.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_fractional_point_label_is_refused_not_truncated():
+    import argparse
+
+    from napari_segany.cli_args import point
+
+    with pytest.raises(argparse.ArgumentTypeError, match="1 or 0"):
+        point("3,4,0.5")
+    assert point("3,4,0") == (3.0, 4.0, 0) and point("3,4") == (3.0, 4.0, 1)

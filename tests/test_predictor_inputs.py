@@ -153,3 +153,18 @@ def test_cancelling_one_encode_leaves_a_concurrent_one_alone(tiny_model):
         sg.Predictor(tiny_model).encode(image, should_stop=lambda: True)
     t.join(60)
     assert results["other"].features.shape == (256, 64, 64)
+
+
+def test_fractional_labels_and_empty_objects_are_refused_not_truncated(pred):
+    """A label of 0.5 or 0.9 was truncated to a background click (an empty mask, no error)."""
+    for bad in ([0.5], [0.9], [float("nan")]):
+        with pytest.raises(ValueError, match="whole numbers"):
+            pred.predict(points=[(100, 120)], labels=bad)
+    np.testing.assert_array_equal(pred.predict(points=[(100, 120)], labels=[1.0]).logits,
+                                  pred.predict(points=[(100, 120)], labels=[1]).logits)
+    with pytest.raises(ValueError, match="whole numbers"):
+        pred.predict_batch(points=[[(100, 120)]], labels=[[0.9]])
+    with pytest.raises(ValueError, match="only padding points"):
+        pred.predict_batch(points=[[(100, 120)], [(50, 50)]], labels=[[1], [-1]])
+    with pytest.raises(ValueError, match="B >= 1"):
+        pred.predict_batch(boxes=np.zeros((0, 4)))

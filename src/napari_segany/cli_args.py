@@ -19,10 +19,10 @@ def numbers(text: str, count: tuple[int, ...], what: str) -> tuple[float, ...]:
 def point(text: str) -> tuple[float, float, int]:
     """ROW,COL or ROW,COL,LABEL (LABEL 1 foreground, 0 background)."""
     v = numbers(text, (2, 3), "--point")
-    label = int(v[2]) if len(v) == 3 else 1
-    if label not in (0, 1):
+    label = v[2] if len(v) == 3 else 1
+    if label not in (0, 1):  # 0.5 is refused, never truncated to a background click
         raise argparse.ArgumentTypeError(f"the LABEL of --point must be 1 or 0, got {text!r}")
-    return v[0], v[1], label
+    return v[0], v[1], int(label)
 
 
 def box(text: str) -> tuple[float, float, float, float]:

@@ -23,6 +23,22 @@ class PromptTensors:
     masks: torch.Tensor | None
 
 
+def as_labels(labels, allowed: tuple[int, ...], meaning: str) -> np.ndarray:
+    """``labels`` as int64, refusing anything that is not exactly one of ``allowed`` (a fractional
+    0.5 or 0.9 is an error, never truncated to a background click)."""
+    raw = np.asarray(labels)
+    if raw.dtype == bool:
+        raw = raw.astype(np.int64)
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise TypeError(f"labels must be numbers ({meaning}), got dtype {raw.dtype}")
+    if raw.dtype.kind == "f" and not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+        raise ValueError(f"labels must be whole numbers: {meaning}; got {raw.reshape(-1)[:6].tolist()}")
+    lab = raw.astype(np.int64)
+    if not np.isin(lab, allowed).all():
+        raise ValueError(f"labels must be {meaning}")
+    return lab
+
+
 def check_points(points, labels, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) (row, col) points and (N,) 0/1 labels, validated against an H x W image."""
     pts = np.asarray(points, dtype=np.float64)
@@ -43,11 +59,9 @@ def check_points(points, labels, size: tuple[int, int]) -> tuple[np.ndarray, np.
     if labels is None:
         lab = np.ones(len(pts), dtype=np.int64)
     else:
-        lab = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
+        lab = as_labels(labels, (0, 1), "1 (foreground) or 0 (background)").reshape(-1)
         if lab.shape != (len(pts),):
             raise ValueError(f"labels must have one entry per point ({len(pts)}), got {lab.shape[0]}")
-        if not np.isin(lab, (0, 1)).all():
-            raise ValueError("labels must be 1 (foreground) or 0 (background)")
     return pts, lab
 
 
@@ -116,8 +130,8 @@ def prepare_batch(
     bx = pt = mk = None
     if boxes is not None:
         b = np.asarray(boxes, dtype=np.float64)
-        if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"boxes must have shape (B, 4), got {b.shape}")
+        if b.ndim != 2 or b.shape[1] != 4 or len(b) == 0:
+            raise ValueError(f"boxes must have shape (B, 4) with B >= 1 objects, got {b.shape}")
         b = np.stack([check_box(row, size) for row in b])
         bx = torch.from_numpy(geometry.box_to_model(b)).to(device)
         counts.append(len(b))
@@ -125,12 +139,15 @@ def prepare_batch(
         p = np.asarray(points, dtype=np.float64)
         if p.ndim != 3 or p.shape[2] != 2 or p.shape[1] == 0:
             raise ValueError(f"points must have shape (B, N, 2), got {p.shape}")
-        lab = np.ones(p.shape[:2], np.int64) if labels is None else np.asarray(labels).astype(np.int64)
+        lab = np.ones(p.shape[:2], np.int64) if labels is None else as_labels(
+            labels, (-1, 0, 1), "1 (foreground), 0 (background) or -1 (padding)")
         if lab.shape != p.shape[:2]:
             raise ValueError(f"labels must have shape {p.shape[:2]}, got {lab.shape}")
-        if not np.isin(lab, (-1, 0, 1)).all():
-            raise ValueError("labels must be 1 (foreground), 0 (background) or -1 (padding)")
         real = lab >= 0
+        if boxes is None and mask_input is None and not real.any(axis=1).all():
+            k = int(np.flatnonzero(~real.any(axis=1))[0])
+            raise ValueError(f"object {k} has only padding points (label -1) and no box: give it a point "
+                             "or a box, or leave it out")
         if real.any():
             check_points(p[real], lab[real], size)
         p = np.where(real[..., None], p, 0.0)
