@@ -122,3 +122,33 @@ def test_a_fractional_point_label_is_refused_not_truncated():
     with pytest.raises(argparse.ArgumentTypeError, match="1 or 0"):
         point("3,4,0.5")
     assert point("3,4,0") == (3.0, 4.0, 0) and point("3,4") == (3.0, 4.0, 1)
+
+
+def test_outputs_never_replace_an_input_or_an_unnamed_file(tiny_model_path, tmp_path, capsys):
+    """Checked before any work: the input is never an output (not even with --overwrite), the
+    overlay is not written over an existing file without --overwrite, and a file's ending says
+    what is written in it."""
+    import shutil
+
+    image = tmp_path / "cells.tif"
+    shutil.copy(sample_path("nuclei2d"), image)
+    original = image.read_bytes()
+    precious = tmp_path / "notes.png"
+    precious.write_bytes(b"precious")
+    base = ["segment", str(image), "--model", str(tiny_model_path), "--point", "346,70"]
+    cases = [
+        (["-o", str(image), "--overwrite"], "input"),
+        (["-o", str(tmp_path / "out.tif"), "--overlay", str(precious)], "--overwrite"),
+        (["-o", str(tmp_path / "out.tif"), "--overlay", str(image), "--overwrite"], "PNG"),
+        (["-o", str(tmp_path / "out.png")], "TIFF"),
+    ]
+    for extra, says in cases:
+        assert main(base + extra) == 1
+        assert says in capsys.readouterr().err
+    assert image.read_bytes() == original and precious.read_bytes() == b"precious"
+    assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.png").exists()
+    volume = tmp_path / "stack.tif"
+    shutil.copy(sample_path("nuclei3d"), volume)
+    rc = main(["propagate", str(volume), "--model", str(tiny_model_path), "--slice", "30", "--point", "100,100",
+               "-o", str(volume), "--overwrite"])
+    assert rc == 1 and "input" in capsys.readouterr().err

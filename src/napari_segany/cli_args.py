@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -46,12 +47,43 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         "islands elsewhere; 'all' keeps every region the decoder returns")
 
 
-def check_output_and_prompts(args: argparse.Namespace) -> Path:
-    """Refuse to replace an existing ``--output`` unless ``--overwrite``; require a prompt
-    (--point or --box) and a --label-id that fits the uint16 output. Returns the output path."""
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(args: argparse.Namespace, inputs: list[str]) -> Path:
+    """Refuse, before any work: an output that is one of the ``inputs`` (never, even with
+    --overwrite), an existing output without --overwrite, two outputs naming one file, and a file
+    name whose ending says another format than the one written (``-o`` is a TIFF, ``--overlay`` a
+    PNG). Returns the ``-o`` path."""
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another -o path")
+    outputs = [("-o", out, (".tif", ".tiff"), "a TIFF")]
+    if getattr(args, "overlay", None):
+        outputs.append(("--overlay", Path(args.overlay), (".png",), "a PNG"))
+    for flag, path, endings, kind in outputs:
+        if path.suffix.lower() not in endings:
+            raise ValueError(f"{flag} {path}: the file is written as {kind}; give it a name ending in "
+                             f"{' or '.join(endings)}")
+        for source in inputs:
+            if _same_file(path, Path(source)):
+                raise ValueError(f"{flag} {path} is the input {source}: an input is never overwritten; "
+                                 "choose another path")
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or choose another {flag} path")
+    if len(outputs) == 2 and _same_file(outputs[0][1], outputs[1][1]):
+        raise ValueError("-o and --overlay name the same file; give each its own path")
+    return out
+
+
+def check_output_and_prompts(args: argparse.Namespace, inputs: list[str]) -> Path:
+    """:func:`check_outputs`; and require a prompt (--point or --box) and a --label-id that fits
+    the uint16 output. Returns the output path."""
+    out = check_outputs(args, inputs)
     if not args.point and args.box is None:
         raise ValueError("give at least one prompt: --point ROW,COL[,LABEL] (repeatable) or --box R0,C0,R1,C1")
     if not 0 < args.label_id <= 65535:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from .weights import load_model
     from .zoom import ZoomPredictor
 
-    out = cli_args.check_output_and_prompts(args)
+    out = cli_args.check_output_and_prompts(args, [args.image])
     image = read_image(args.image)
     plane, where = _select_plane(image, args.slice, args.channel)
 

@@ -88,7 +88,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     from .files import read_image, write_labels
     from .volume import propagate
 
-    out = cli_args.check_output_and_prompts(args)
+    out = cli_args.check_output_and_prompts(args, [args.volume])
     volume = read_image(args.volume)
     if volume.ndim < 3:
         raise ValueError(f"{args.volume} is a 2D image (shape {volume.shape}); use `napari-segany segment` for it")
