@@ -168,3 +168,23 @@ def test_fractional_labels_and_empty_objects_are_refused_not_truncated(pred):
         pred.predict_batch(points=[[(100, 120)], [(50, 50)]], labels=[[1], [-1]])
     with pytest.raises(ValueError, match="B >= 1"):
         pred.predict_batch(boxes=np.zeros((0, 4)))
+
+
+def test_nan_logits_and_masks_are_refused(pred):
+    """A NaN mask_input gave a NaN score and an empty mask; a NaN mask wrote every pixel on commit;
+    label_id=2.7 wrote id 2."""
+    from napari_segany.labels import commit_mask
+
+    low = pred.predict(points=[(100, 120)]).logits[0]
+    for bad in (np.full_like(low, np.nan), np.where(low > 0, np.inf, low)):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            pred.predict(points=[(100, 120)], mask_input=bad)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            pred.predict_batch(points=[[(100, 120)]], mask_input=bad[None])
+    labels = np.zeros((8, 8), np.uint16)
+    with pytest.raises(ValueError, match="only 0/1"):
+        commit_mask(labels, np.full((8, 8), np.nan))
+    with pytest.raises(ValueError, match="whole number"):
+        commit_mask(labels, np.ones((8, 8), bool), label_id=2.7)
+    assert not labels.any()
+    assert commit_mask(labels, np.eye(8), label_id=2.0).label_id == 2 and labels.sum() == 16

@@ -68,9 +68,17 @@ def commit_mask(
     mask = np.asarray(mask)
     if mask.shape != labels.shape:
         raise ValueError(f"mask shape {mask.shape} does not match labels shape {labels.shape}")
-    mask = mask.astype(bool, copy=False)
+    if mask.dtype != bool:
+        if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+            raise TypeError(f"mask must be a boolean array, got {mask.dtype}")
+        if not np.isin(mask, (0, 1)).all():  # NaN, logits or probabilities would write every pixel
+            raise ValueError("mask must hold only 0/1 (or True/False); threshold logits or probabilities "
+                             "first, e.g. mask = logits > 0")
+        mask = mask.astype(bool)
     if label_id is None:
         label_id = next_label_id(labels)
+    if isinstance(label_id, bool) or not float(label_id).is_integer():
+        raise ValueError(f"label_id must be a whole number, got {label_id!r}")
     label_id = int(label_id)
     if label_id <= 0:
         raise ValueError(f"label_id must be a positive integer, got {label_id} (0 is background)")

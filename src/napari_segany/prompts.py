@@ -82,11 +82,18 @@ def check_box(box, size: tuple[int, int]) -> np.ndarray:
     return np.array([max(r0, 0), max(c0, 0), min(r1, h - 1), min(c1, w - 1)])
 
 
+def finite_logits(m: np.ndarray) -> np.ndarray:
+    if not np.isfinite(m).all():
+        raise ValueError("mask_input holds NaN or infinite values; pass logits of a previous prediction "
+                         "(prediction.logits[i]) or Predictor.mask_prompt(mask)")
+    return m
+
+
 def check_mask_input(mask_input, low_res: int) -> np.ndarray:
     """Low-res logits given as (h, w), (1, h, w) or (1, 1, h, w) -> (h, w) float32."""
     m = np.asarray(mask_input, dtype=np.float32)
     if m.ndim >= 2 and m.shape[-2:] == (low_res, low_res) and m.size == low_res * low_res:
-        return m.reshape(low_res, low_res)
+        return finite_logits(m).reshape(low_res, low_res)
     raise ValueError(
         f"mask_input must be low-resolution logits of shape ({low_res}, {low_res}), e.g. "
         f"previous.logits[0], got shape {m.shape}; use Predictor.mask_prompt(mask) for a full-size mask"
@@ -159,7 +166,7 @@ def prepare_batch(
             m = m[:, 0]
         if m.ndim != 3 or m.shape[1:] != (low_res, low_res):
             raise ValueError(f"mask_input must have shape (B, {low_res}, {low_res}), got {m.shape}")
-        mk = torch.from_numpy(np.ascontiguousarray(m)).to(device)[:, None]
+        mk = torch.from_numpy(np.ascontiguousarray(finite_logits(m))).to(device)[:, None]
         counts.append(len(m))
     if len(set(counts)) != 1:
         raise ValueError(f"boxes, points and mask_input must describe the same number of objects, got {counts}")

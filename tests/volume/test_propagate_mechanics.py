@@ -161,3 +161,15 @@ def test_cancel_returns_the_work_done_so_far(nuclei3d, standin):
     assert res.cancelled and "cancelled" in {s.reason for s in res.objects[1].stops}
     assert len(res.objects[1].written) == 4
     assert all(d <= t for d, t in seen)
+
+
+def test_stop_rules_that_would_mean_something_else_are_refused(standin, nuclei3d):
+    """A NaN threshold compared False and switched its stop off; 1.5, a shrinking 'change' factor,
+    a negative area or distance were taken as given."""
+    volume, truth = nuclei3d
+    seed = {30: truth[30] == np.unique(truth[30][truth[30] > 0])[0]}
+    for bad, says in (({"iou_threshold": float("nan")}, "iou_threshold"), ({"iou_threshold": 1.5}, "iou_threshold"),
+                      ({"area_change": 0.0}, "area_change"), ({"area_change": float("nan")}, "area_change"),
+                      ({"min_area": -5}, "min_area"), ({"max_distance": -1}, "max_distance")):
+        with pytest.raises(ValueError, match=says):
+            sg.propagate(volume, seed, predictor=standin(), **bad)

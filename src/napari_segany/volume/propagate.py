@@ -12,7 +12,7 @@ from ..labels import commit_mask, next_label_id
 from ..model import ModelInfo
 from ..predictor import Cancelled
 from .answers import crop_window, slice_answers
-from .checks import check_axis, check_slice, check_spacing, check_volume
+from .checks import check_axis, check_slice, check_spacing, check_stops, check_volume
 from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
 from .report import Changes, ObjectReport, PropagationResult, Stop
 from .store import EmbeddingStore
@@ -159,6 +159,8 @@ def propagate(
         predictor = predictor or store.predictor
     if iou_threshold is None:
         iou_threshold = model_stop_iou(predictor)
+    iou_threshold, area_change, min_area, max_distance = check_stops(iou_threshold, area_change, min_area,
+                                                                     max_distance)
     if isinstance(seed_masks, np.ndarray) and seed_masks.shape == spatial:
         labels, seed_masks = seed_masks, None
     original, out = _labels_out(labels, spatial, seed_masks, label_id)
