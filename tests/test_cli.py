@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -152,3 +153,15 @@ def test_outputs_never_replace_an_input_or_an_unnamed_file(tiny_model_path, tmp_
     rc = main(["propagate", str(volume), "--model", str(tiny_model_path), "--slice", "30", "--point", "100,100",
                "-o", str(volume), "--overwrite"])
     assert rc == 1 and "input" in capsys.readouterr().err
+
+
+def test_gui_without_a_display_says_what_to_do(capsys):
+    """Without a display Qt aborted the process (SIGABRT) with only its own messages."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-m", "napari_segany.cli", "gui"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "xvfb-run" in proc.stderr, proc.stderr[-500:]
+    from napari_segany.cli_gui import check_display
+
+    check_display({"DISPLAY": ":0"}, "linux")
+    check_display({}, "darwin")

@@ -188,3 +188,9 @@ def test_nan_logits_and_masks_are_refused(pred):
         commit_mask(labels, np.ones((8, 8), bool), label_id=2.7)
     assert not labels.any()
     assert commit_mask(labels, np.eye(8), label_id=2.0).label_id == 2 and labels.sum() == 16
+
+
+def test_an_image_too_thin_for_the_frame_is_refused_with_a_sentence(pred):
+    """An 8 x 20000 image passed the size check and failed inside torch ("output (H: 0, W: 512)")."""
+    with pytest.raises(ValueError, match="short side would be under one pixel"):
+        pred.encode(np.random.default_rng(0).random((8, 20000)))

@@ -320,3 +320,15 @@ def test_resolve_device():
             resolve_device(f"cuda:{torch.cuda.device_count()}")
     with pytest.raises(ValueError, match="preprocess must be one of"):
         load_model("vit_b", preprocess="imagenet")
+
+
+def test_nan_weights_are_refused_with_the_key(tmp_path, tiny_model_path):
+    """Such a checkpoint loaded without a word and every score was NaN."""
+    state = torch.load(tiny_model_path, weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point() and "mask_decoder" in k)
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=f"{key}.*NaN or infinite"):
+        load_model(path, device="cpu")

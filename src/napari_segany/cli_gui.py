@@ -31,6 +31,21 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_display(environ=None, platform: str | None = None) -> None:
+    """On Linux, napari needs an X or Wayland display; without one Qt aborts the process with its
+    own messages only. Raise a sentence that says what to do instead."""
+    import os
+    import sys
+
+    env = os.environ if environ is None else environ
+    if (platform or sys.platform) != "linux" or env.get("QT_QPA_PLATFORM"):
+        return
+    if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        raise RuntimeError("napari needs a display and none is set (DISPLAY or WAYLAND_DISPLAY): run the gui "
+                           "command on a desktop, over ssh -X, or under a virtual display (xvfb-run "
+                           "napari-segany gui ...); the segment and propagate commands need none.")
+
+
 def open_gui(image: str | None = None, model: str | None = None, device: str = "auto", show: bool = True):
     """Create the viewer, open ``image``, dock the widget and start loading ``model``.
 
@@ -40,6 +55,7 @@ def open_gui(image: str | None = None, model: str | None = None, device: str = "
         import napari
     except ImportError as err:
         raise RuntimeError(INSTALL_HINT) from err
+    check_display()
     from ._widget._compat import guard_triton
 
     if image is not None and not Path(image).expanduser().is_file():

@@ -137,7 +137,12 @@ class Geometry:
         if profile == "medsam":
             return cls((h, w), (model_size, model_size), model_size, profile)
         scale = model_size / max(h, w)
-        return cls((h, w), (int(h * scale + 0.5), int(w * scale + 0.5)), model_size, profile)
+        size = (int(h * scale + 0.5), int(w * scale + 0.5))
+        if min(size) < 1:
+            raise ValueError(f"image is {h} x {w} pixels: fitted into the model's {model_size} px frame its "
+                             f"short side would be under one pixel; cut it into pieces of a more square "
+                             f"shape (at most about {model_size} times longer than wide) and segment each")
+        return cls((h, w), size, model_size, profile)
 
     def points_to_model(self, rowcol: np.ndarray) -> np.ndarray:
         """... x 2 (row, col) image pixels -> ... x 2 (x, y) model pixels."""

@@ -81,6 +81,14 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def _check_finite(state_dict: dict) -> None:
+    """A checkpoint with NaN or infinite weights loads but answers NaN everywhere: refuse it."""
+    for key, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"The checkpoint's weight {key!r} holds NaN or infinite values: the file is damaged "
+                             "or came from a training run that diverged. Download or export it again.")
+
+
 def model_from_state_dict(
     state_dict: dict[str, torch.Tensor],
     *,
@@ -128,6 +136,8 @@ def model_from_state_dict(
     refiner_sd = {k[len(REFINER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(REFINER_PREFIX)}
     scorer_sd = {k[len(SCORER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(SCORER_PREFIX)}
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith((REFINER_PREFIX, SCORER_PREFIX))}
+    _check_finite({**state_dict, **{REFINER_PREFIX + k: v for k, v in refiner_sd.items()},
+                   **{SCORER_PREFIX + k: v for k, v in scorer_sd.items()}})
     model = _build_on_meta(arch, image_size)
     if model is not None:
         _check_keys(model, state_dict, arch)
