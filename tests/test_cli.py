@@ -165,3 +165,15 @@ def test_gui_without_a_display_says_what_to_do(capsys):
 
     check_display({"DISPLAY": ":0"}, "linux")
     check_display({}, "darwin")
+
+
+def test_damaged_images_and_unknown_architectures_get_a_sentence(tmp_path, capsys):
+    """A damaged PNG and `bench --arch vit_q` ended in tracebacks; a damaged TIFF in advice about volumes."""
+    png, tif = tmp_path / "bad.png", tmp_path / "bad.tif"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    tif.write_bytes(b"II*\x00garbage")
+    for path, says in ((png, "could not be read"), (tif, "holds no pixels")):
+        assert main(["segment", str(path), "--point", "1,1", "-o", str(tmp_path / "out.tif")]) == 1
+        assert says in capsys.readouterr().err
+    assert main(["bench", "--arch", "vit_q"]) == 1
+    assert "choose among" in capsys.readouterr().err

@@ -56,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
     points = benchmark.click_points(labels, args.clicks)
     dev = torch.device(args.device)
     precisions = list(dict.fromkeys(resolve_precision(p.strip(), dev) for p in args.precisions.split(",")))
+    from .model.sam import ARCHITECTURES
+
+    archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown or not archs:
+        raise ValueError(f"--arch {args.arch!r}: choose among {', '.join(ARCHITECTURES)} (comma-separated)")
     rows = []
-    for arch in [a.strip() for a in args.arch.split(",") if a.strip()]:
+    for arch in archs:
         rows += benchmark.bench_arch(arch, rgb, points, precisions, args.repeats, args.device)
     import os
 

@@ -16,13 +16,22 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"no image file at {str(p)!r}; check the path")
-    if p.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
+    try:
+        if p.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
 
-        return tifffile.imread(p)
-    from skimage import io
+            data = tifffile.imread(p)
+        else:
+            from skimage import io
 
-    return io.imread(p)
+            data = io.imread(p)
+    except (OSError, ValueError, SyntaxError, KeyError, IndexError) as err:  # what the readers raise for bad files
+        raise ValueError(f"{str(p)!r} could not be read as an image ({type(err).__name__}: {err}); the file is "
+                         "damaged or not an image: check it, or save it again as TIFF or PNG") from err
+    if np.asarray(data).size == 0:  # tifffile returns an empty array for a file whose pages it cannot find
+        raise ValueError(f"{str(p)!r} holds no pixels (the file is damaged or empty): check it, or save it "
+                         "again as TIFF or PNG")
+    return data
 
 
 def _atomic_write(path: Path, write) -> Path:
