@@ -177,3 +177,10 @@ def test_damaged_images_and_unknown_architectures_get_a_sentence(tmp_path, capsy
         assert says in capsys.readouterr().err
     assert main(["bench", "--arch", "vit_q"]) == 1
     assert "choose among" in capsys.readouterr().err
+
+
+def test_slice_on_a_2d_image_is_refused_not_ignored(capsys, tmp_path):
+    """--slice 3 on a 2D image was ignored but reported as used in the JSON."""
+    rc = main(["segment", str(sample_path("nuclei2d")), "--point", "346,70", "--slice", "3",
+               "-o", str(tmp_path / "o.tif")])
+    assert rc == 1 and "--slice" in capsys.readouterr().err and not (tmp_path / "o.tif").exists()

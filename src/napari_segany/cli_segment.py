@@ -50,6 +50,8 @@ def register(sub) -> None:
 
 def _select_plane(image: np.ndarray, z: int | None, channel: int | None) -> tuple[np.ndarray, tuple]:
     """The 2D (or RGB) plane to segment and the index of that plane in the input."""
+    if z is not None and image.ndim == 2:
+        raise ValueError("--slice was given but the image is 2D; leave --slice out")
     rgb_like = image.ndim == 3 and image.shape[-1] in (3, 4) and channel is None and z is None
     if image.ndim == 2 or rgb_like or (image.ndim == 3 and channel is not None and z is None):
         return image, ()

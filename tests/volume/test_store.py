@@ -175,3 +175,20 @@ def test_store_errors(predictor, small_volume):
         sg.EmbeddingStore(predictor, small_volume).get(3)
     with pytest.raises(ValueError, match="file digest"):
         sg.EmbeddingStore(sg.Predictor(build_sam("vit_t")), small_volume, cache_dir="unused")
+
+
+def test_a_broken_cache_folder_with_foreign_files_is_left_alone(warm, predictor, small_volume, tmp_path):
+    """A cache folder whose metadata is broken was deleted whole, with files the cache did not write;
+    without such files it is rebuilt."""
+    src, features, _ = warm
+    shutil.copytree(src, tmp_path, dirs_exist_ok=True)
+    key_dir = sg.EmbeddingStore(predictor, small_volume, cache_dir=tmp_path, prefetch=0).cache_path
+    (key_dir / "embeddings.zarr" / "zarr.json").write_text("{ broken")
+    mine = key_dir / "my_notes.txt"
+    mine.write_text("precious")
+    with pytest.raises(ValueError, match="nothing was deleted"):
+        sg.EmbeddingStore(predictor, small_volume, cache_dir=tmp_path, prefetch=0)
+    assert mine.read_text() == "precious"
+    mine.unlink()
+    rebuilt = sg.EmbeddingStore(predictor, small_volume, cache_dir=tmp_path, prefetch=0)
+    assert np.array_equal(rebuilt.get(0).features, features[0]) and rebuilt.stats["encoded"] == 1

@@ -138,13 +138,16 @@ class SliceCache:
         return zarr.open_array(str(self.path / ARRAY_NAME), mode="r+")
 
     def _discard_broken(self) -> None:
-        """Remove a key folder that cannot be opened, but only if it has our layout."""
+        """Remove a key folder that cannot be opened, but only if it holds nothing the cache did not
+        write: files of anyone else in it are never deleted."""
         names = {p.name for p in self.path.iterdir()}
-        if names <= {ARRAY_NAME, RECORDS, CROPS, "settings.json"} or ARRAY_NAME in names:
+        foreign = sorted(names - {ARRAY_NAME, RECORDS, CROPS, "settings.json"})
+        if not foreign:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
-            raise ValueError(f"{str(self.path)!r} exists and is not an embedding cache; "
-                             "choose another cache_dir")
+            raise ValueError(f"{str(self.path)!r} cannot be opened as an embedding cache and holds files the "
+                             f"cache did not write ({', '.join(foreign[:5])}); nothing was deleted: move "
+                             "them or choose another cache_dir")
 
     # -- slices ---------------------------------------------------------------
     def _record_path(self, index: int) -> Path:
