@@ -258,6 +258,16 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
+class _Command:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
 def test_pickled_code_is_refused_and_never_runs(tmp_path, writer):
@@ -269,8 +279,24 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path, writer):
     else:
         path.write_bytes(pickle.dumps(obj))
     for load in (read_checkpoint, lambda p: load_model(p, device="cpu")):
-        with pytest.raises(ValueError, match="not a plain weights file; refusing to unpickle code"):
+        with pytest.raises(ValueError, match="not a plain weights file; refusing to unpickle code") as err:
             load(path)
+        assert "weights_only" not in str(err.value) and "likely succeed" not in str(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_pickle_that_would_run_a_command_gets_our_sentence_only(tmp_path):
+    """The one message that must never point to the unsafe path (torch's advice to pass
+    weights_only=False), whatever torch's wording."""
+    marker = tmp_path / "ran"
+    for protocol in (0, 2, 4):
+        path = tmp_path / f"evil{protocol}.pth"
+        path.write_bytes(pickle.dumps({"w": _Command(f"touch {marker}")}, protocol=protocol))
+        with pytest.raises(ValueError) as err:
+            read_checkpoint(path)
+        text = str(err.value)
+        assert "refusing to unpickle" in text and "weights_only" not in text and "likely succeed" not in text
     assert not marker.exists()
 
 

@@ -132,22 +132,18 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, **kwargs)
     except pickle.UnpicklingError as err:
-        text = str(err)
-        glob = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        operand = re.search(r"Unsupported operand \d+", text)
-        if glob or (operand and _starts_like_pickle(path)):
-            detail = f"it references {glob.group(1)}" if glob else operand.group(0)
+        # our own sentences only: torch's wording changes between versions and suggests weights_only=False
+        glob = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if glob or "Unsupported operand" in str(err) or zipfile.is_zipfile(path) or _starts_like_pickle(path):
+            detail = f" (it references {glob.group(1)})" if glob else ""
             raise ValueError(
                 f"{str(path)!r} is not a plain weights file; refusing to unpickle code or "
-                f"Python objects from it ({detail}). Nothing from the file was executed. "
+                f"Python objects from it{detail}. Nothing from the file was executed. "
                 "If you trust its source, load it once in that environment and re-save only "
                 "the weights: torch.save(model.state_dict(), 'weights.pth')."
             ) from None
-        detail = operand.group(0) if operand else text.splitlines()[0]
-        raise ValueError(
-            f"{str(path)!r} is not a PyTorch checkpoint ({detail}); "
-            "pass a .pth/.pt file written by torch.save or a .safetensors file."
-        ) from None
+        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint; pass a .pth/.pt file written by "
+                         "torch.save or a .safetensors file.") from None
     except PermissionError:
         raise
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
