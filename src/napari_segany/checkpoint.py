@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 from pathlib import Path
@@ -134,14 +135,12 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         # our own sentences only: torch's wording changes between versions and suggests weights_only=False
         glob = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if glob or "Unsupported operand" in str(err) or zipfile.is_zipfile(path) or _starts_like_pickle(path):
+        if glob or zipfile.is_zipfile(path) or _starts_like_pickle(path):
             detail = f" (it references {glob.group(1)})" if glob else ""
-            raise ValueError(
-                f"{str(path)!r} is not a plain weights file; refusing to unpickle code or "
-                f"Python objects from it{detail}. Nothing from the file was executed. "
-                "If you trust its source, load it once in that environment and re-save only "
-                "the weights: torch.save(model.state_dict(), 'weights.pth')."
-            ) from None
+            raise ValueError(f"{str(path)!r} is not a plain weights file; refusing to unpickle code or Python "
+                             f"objects from it{detail}. Nothing from the file was executed. If you trust its "
+                             "source, load it once in that environment and re-save only the weights: "
+                             "torch.save(model.state_dict(), 'weights.pth').") from None
         raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint; pass a .pth/.pt file written by "
                          "torch.save or a .safetensors file.") from None
     except PermissionError:
@@ -154,8 +153,13 @@ def _torch_load(path: Path) -> Any:
 
 
 def _starts_like_pickle(path: Path) -> bool:
+    """PROTO first (protocol >= 2), or parses as a whole pickle (pickletools runs nothing)."""
     with open(path, "rb") as f:
-        return f.read(1) == b"\x80"  # PROTO opcode, the first byte of pickles since protocol 2
+        head = f.read(1 << 20)
+    try:
+        return head[:1] == b"\x80" or any(op.name == "STOP" for op, _, _ in pickletools.genops(head))
+    except Exception:  # not a pickle
+        return False
 
 
 def _read_safetensors(path: Path) -> StateDict:
