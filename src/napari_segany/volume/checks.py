@@ -41,22 +41,20 @@ def check_slice(z, n: int, axis: int, what: str = "seed slice") -> int:
     return int(z)
 
 
-def check_stops(iou_threshold: float, area_change: float, min_area, max_distance) -> tuple:
-    """The stop rules of a propagation, refused when they would silently mean something else
-    (a NaN threshold compares False and switched its stop off). -inf / inf switch a stop off
-    on purpose."""
-    iou = float(iou_threshold)
-    if np.isnan(iou) or iou > 1:
-        raise ValueError(f"iou_threshold must be at most 1 (a predicted IoU; -inf accepts every slice), "
-                         f"got {iou_threshold!r}")
+def check_stops(iou_threshold, area_change, min_area, max_distance) -> None:
+    """Refuse stop rules of a propagation that would silently mean something else (a NaN threshold
+    compares False and switched its stop off). -inf / inf switch a stop off on purpose; None: the
+    model's own level."""
+    if iou_threshold is not None:
+        iou = float(iou_threshold)
+        if np.isnan(iou) or iou > 1:
+            raise ValueError(f"iou_threshold must be at most 1 (a predicted IoU; -inf accepts every slice), "
+                             f"got {iou_threshold!r}")
     change = float(area_change)
     if np.isnan(change) or change < 1:
         raise ValueError(f"area_change must be a factor of at least 1 (e.g. 2.5; inf allows any change), "
                          f"got {area_change!r}")
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
         raise ValueError(f"min_area must be a whole number of pixels >= 0, got {min_area!r}")
-    if max_distance is not None:
-        distance = float(max_distance)
-        if np.isnan(distance) or distance < 0:
-            raise ValueError(f"max_distance must be >= 0 (in spacing units) or None, got {max_distance!r}")
-    return iou, change, int(min_area), max_distance
+    if max_distance is not None and (np.isnan(float(max_distance)) or float(max_distance) < 0):
+        raise ValueError(f"max_distance must be >= 0 (in spacing units) or None, got {max_distance!r}")

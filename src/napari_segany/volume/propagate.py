@@ -157,10 +157,9 @@ def propagate(
                              f"{store.axis}, not this one ({tuple(volume.shape)}, axis {axis}); make a "
                              "store for this volume and axis")
         predictor = predictor or store.predictor
+    check_stops(iou_threshold, area_change, min_area, max_distance)  # the model's own level: checked on loading
     if iou_threshold is None:
         iou_threshold = model_stop_iou(predictor)
-    iou_threshold, area_change, min_area, max_distance = check_stops(iou_threshold, area_change, min_area,
-                                                                     max_distance)
     if isinstance(seed_masks, np.ndarray) and seed_masks.shape == spatial:
         labels, seed_masks = seed_masks, None
     original, out = _labels_out(labels, spatial, seed_masks, label_id)
