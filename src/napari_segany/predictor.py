@@ -275,10 +275,8 @@ class Predictor:
         ordered by its predicted IoU, which is their ``scores``; otherwise by
         the decoder's. The result's ``embedding`` is the one it answers on.
         """
-        bound = self._resolve(embedding)
-        res = self._predict(points, labels, box, mask_input, multimask, embedding=bound.embedding)
-        return self.rescore(res, single_click(points, labels, box, mask_input, multimask),
-                            embedding=bound.embedding)
+        res = self._predict(points, labels, box, mask_input, multimask, embedding=embedding)
+        return self.rescore(res, single_click(points, labels, box, mask_input, multimask))
 
     def rescore(self, prediction: Prediction, point, *, embedding: ImageEmbedding | None = None) -> Prediction:
         """``prediction`` (on ``embedding``'s image, default the prediction's own) reordered by the

@@ -113,9 +113,9 @@ class CandidatePicker(QWidget):
         return sum(not b.isHidden() for b in self.buttons)
 
     def set_candidates(self, image: np.ndarray | None, masks: np.ndarray | None, scores, window, chosen: int,
-                       color: str | None = None) -> None:
-        """Show (K, H, W) ``masks`` over ``image``, tinted in ``color`` ("#rrggbb", the preview's);
-        None clears the picker."""
+                       tint=MASK_RGB) -> None:
+        """Show (K, H, W) ``masks`` over ``image``, tinted in ``tint`` (RGB 0-255, the preview's
+        colour); None clears the picker."""
         if masks is None or image is None or len(masks) == 0:
             for b in self.buttons:
                 b.setVisible(False)
@@ -123,7 +123,6 @@ class CandidatePicker(QWidget):
             self.title.setText("Candidates: add a point or a box to see them")
             return
         box = crop_box(masks)
-        tint = MASK_RGB if color is None else [int(color[i:i + 2], 16) for i in (1, 3, 5)]
         k = min(len(masks), len(self.buttons))
         for i, b in enumerate(self.buttons):
             if i < k:

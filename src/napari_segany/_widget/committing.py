@@ -166,7 +166,7 @@ class CommitMixin:
     def _bind_undo(self, target) -> None:
         """Ctrl+Z on ``target`` undoes as napari does, then selects the prompt points again unless
         the layer is being painted on, so that the next click adds a point."""
-        bound = self.__dict__.setdefault("_undo_bound", {})
+        bound = self._undo_bound
         if target.unique_id in bound:
             return
 
@@ -180,7 +180,8 @@ class CommitMixin:
 
     def release_undo_keys(self) -> None:
         """Give the labels layers their own Ctrl+Z back (the widget is closing)."""
-        for uid, fn in self.__dict__.pop("_undo_bound", {}).items():
+        bound, self._undo_bound = self._undo_bound, {}
+        for uid, fn in bound.items():
             layer = find_layer(self.viewer, uid)
             if layer is not None and layer.keymap.get(coerce_keybinding(UNDO_KEY)) is fn:
                 layer.bind_key(UNDO_KEY, None)

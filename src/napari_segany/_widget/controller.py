@@ -39,7 +39,6 @@ class Controller(CommitMixin, PredictMixin, QObject):
     committed = Signal(object)
     target_changed = Signal()
     model_changed = Signal()
-    image_changed = Signal()
     target_deleted = Signal(object)  # the unique_id of a target layer that was deleted
 
     def __init__(self, viewer, state: WidgetState | None = None, debounce_ms: int = 10) -> None:
@@ -48,6 +47,7 @@ class Controller(CommitMixin, PredictMixin, QObject):
         self.state = state or WidgetState()
         self._targets: dict[str | None, str] = {}  # image layer id -> its target labels layer id
         self._watched_target = None
+        self._undo_bound: dict = {}  # labels layer id -> our Ctrl+Z binding on it (CommitMixin._bind_undo)
         self.prompts = PromptLayers(viewer, self.schedule_predict)
         self.preview = PreviewLayer(viewer)
         self.autosaver = Autosaver(self.status.emit, self._fail)
@@ -74,7 +74,7 @@ class Controller(CommitMixin, PredictMixin, QObject):
     def _model_loaded(self, job: Job, predictor: Predictor | None) -> None:
         if job is self.model_job:
             self.model_job = None
-            if getattr(job, "automatic", False) and self.state.predictor is not None:
+            if job.automatic and self.state.predictor is not None:
                 if self.state.job is None:  # else the embedding under way keeps its busy line
                     self.busy.emit("")
                 return  # the widget's automatic load of the included model never replaces a model set meanwhile
@@ -122,7 +122,6 @@ class Controller(CommitMixin, PredictMixin, QObject):
             self.prompts.ensure(layer)
             self.prompts.clear(layer, None)  # prompts placed on another image do not apply
         self._follow_target()
-        self.image_changed.emit()
         self.target_changed.emit()
         self.refresh_plane()
 
@@ -189,10 +188,12 @@ class Controller(CommitMixin, PredictMixin, QObject):
         return tuple(float(v) for v in s.image_layer.contrast_limits)
 
     def image2d(self) -> np.ndarray:
-        """The slice on screen (``state.wanted``'s), read once per key."""
+        """The slice on screen (``state.wanted``'s), read once per slice and data version (a new
+        contrast window, model or views count reads nothing again)."""
         s = self.state
-        if s.image2d is None or s.image2d_key != s.wanted:
-            s.image2d, s.image2d_key = s.plane.extract(layer_array(s.image_layer)), s.wanted
+        pixels = (s.wanted.layer_id, s.wanted.generation, s.wanted.plane)
+        if s.image2d is None or s.image2d_key != pixels:
+            s.image2d, s.image2d_key = s.plane.extract(layer_array(s.image_layer)), pixels
         return s.image2d
 
     def request_embedding(self, force: bool = False) -> None:
@@ -331,4 +332,5 @@ class Controller(CommitMixin, PredictMixin, QObject):
         if self._watched_target is not None:
             self._watched_target.events.selected_label.disconnect(self._selected_label_changed)
             self._watched_target = None
+        self._undo_bound: dict = {}  # labels layer id -> our Ctrl+Z binding on it (CommitMixin._bind_undo)
         self._watch_image(False)

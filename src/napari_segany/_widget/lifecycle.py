@@ -7,6 +7,8 @@ from __future__ import annotations
 from napari.utils.key_bindings import coerce_keybinding
 from qtpy.QtCore import QEvent, QTimer
 
+from .committing import UNDO_KEY
+
 SHORTCUTS = (
     ("click", "add a point (Points layer 'SAM points' in add mode)"),
     ("T", "toggle positive/negative for the next point (and the selected points in select mode)"),
@@ -44,7 +46,7 @@ class LifecycleMixin:
 
     KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts", "Shift-P": "propagate",
             "1": ("choose", 0), "2": ("choose", 1), "3": ("choose", 2)}
-    PROMPT_KEYS = {"Control-Z": "undo_last"}  # on the prompt layers only (Labels layers have their own)
+    PROMPT_KEYS = {UNDO_KEY: "undo_last"}  # on the prompt layers only (Labels layers have their own)
 
     def _key_action(self, action):
         def run(_layer_or_viewer=None):

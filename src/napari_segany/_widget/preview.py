@@ -21,11 +21,12 @@ PALETTE = ("#0060ff", "#00ff9f", "#ff8c00", "#ff0000", "#00e5ff", "#0000ff", "#a
 DEFAULT_AVOID_IDS = 10  # a new labels layer: the colours napari gives its first objects
 
 
-def _rgb(color: str) -> np.ndarray:
+def hex_rgb(color: str) -> np.ndarray:
+    """RGB in 0-1 of a "#rrggbb" colour."""
     return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64) / 255.0
 
 
-_PROMPT_RGB = np.stack([_rgb(c) for c in (POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR)])
+_PROMPT_RGB = np.stack([hex_rgb(c) for c in (POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR)])
 
 
 def pick_color(avoid_rgb) -> str:
@@ -34,7 +35,7 @@ def pick_color(avoid_rgb) -> str:
     avoid = np.asarray(avoid_rgb, dtype=np.float64)
     avoid = avoid.reshape(-1, avoid.shape[-1])[:, :3] if avoid.size else np.zeros((0, 3))
     avoid = np.concatenate([avoid, _PROMPT_RGB])
-    return max(PALETTE, key=lambda c: float(np.linalg.norm(avoid - _rgb(c), axis=1).min()))
+    return max(PALETTE, key=lambda c: float(np.linalg.norm(avoid - hex_rgb(c), axis=1).min()))
 
 
 def label_colors(labels_layer, ids) -> np.ndarray:

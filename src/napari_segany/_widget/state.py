@@ -51,7 +51,7 @@ class WidgetState:
     chosen: int = 0
     prompt_signature: frozenset = frozenset()
     image2d: np.ndarray | None = None  # the slice on screen (for thumbnails and zoomed crops) ...
-    image2d_key: EmbeddingKey | None = None  # ... for this key
+    image2d_key: tuple | None = None  # ... for this (layer id, data generation, plane)
     last_commit: Any = None
     refining: bool = False  # the answer on screen is not the final one: a crop or more views are under way
 

@@ -16,6 +16,7 @@ from .commit import fits_image, layer_file
 from .controller import Controller
 from .lifecycle import HELP, LifecycleMixin, _deleted_with_the_viewer
 from .layers import find_layer
+from .preview import hex_rgb
 from .model_panel import ModelPanel
 from .prompts import ROLE
 from .propagation import Propagator
@@ -283,7 +284,7 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
             return
         window = pred.embedding.window if pred.embedding is not None else (0.0, 1.0)
         self.picker.set_candidates(self.controller.image2d(), pred.masks, pred.scores, window, s.chosen,
-                                   color=self.controller.preview.color)  # the preview's colour
+                                   tint=255 * hex_rgb(self.controller.preview.color))
 
     def refresh_targets(self, event=None) -> None:
         """The Target box lists the labels layers of the image's shape and shows the current

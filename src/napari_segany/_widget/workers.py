@@ -75,7 +75,7 @@ class Job:
     cancelled: bool = False
     worker: Any = field(default=None, repr=False)
     relay: ProgressRelay | None = field(default=None, repr=False)
-    image: Any = field(default=None, repr=False)  # the input, for embeddings
+    automatic: bool = False  # a model load the widget started by itself (a model set meanwhile wins)
     restart: bool = False  # when cancelled to make way: start the wanted work after it
     ended: bool = False  # the worker's result (or error) has reached the GUI thread
     dropped: bool = False  # its owner is gone: the result is not delivered at all

@@ -146,6 +146,7 @@ def propagate(
                          "segment (at least 8 x 8); choose another axis, or for a 2D RGB image use Predictor")
     spacing = check_spacing(spacing, len(spatial))
     mode = check_mode(prompt)
+    check_stops(iou_threshold, area_change, min_area, max_distance)  # the model's own level: checked on loading
     if store is None:
         if predictor is None:
             raise ValueError("pass predictor= (a napari_segany.Predictor) or store= (an EmbeddingStore)")
@@ -157,7 +158,6 @@ def propagate(
                              f"{store.axis}, not this one ({tuple(volume.shape)}, axis {axis}); make a "
                              "store for this volume and axis")
         predictor = predictor or store.predictor
-    check_stops(iou_threshold, area_change, min_area, max_distance)  # the model's own level: checked on loading
     if iou_threshold is None:
         iou_threshold = model_stop_iou(predictor)
     if isinstance(seed_masks, np.ndarray) and seed_masks.shape == spatial:
