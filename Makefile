@@ -9,13 +9,13 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 MODEL  ?=
 OUT    ?= out
 
-.PHONY: setup system-deps demo test bench clean
+.PHONY: setup system-deps demo test bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[napari,test]"
+	$(PY) -m pip install -q -e ".[napari,test,docs]"
 	@# an older venv of ours may still hold PyQt5, which qtpy would pick first: napari's
 	@# support for it is deprecated, and the tests run on the binding users get (PyQt6)
 	$(PY) -m pip uninstall -q -y pyqt5 pyqt5-qt5 pyqt5-sip 2>/dev/null || true
@@ -42,5 +42,9 @@ test: setup system-deps
 bench: setup
 	$(PY) benchmarks/bench_speed.py
 
+# The documentation site (mkdocs.yml) into site/; warnings are errors, as in tests/test_docs.py.
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache site

@@ -54,6 +54,8 @@ class EmbeddingStore:
         After each :meth:`get`, embed this many neighbours on each side in a
         background thread (0 disables prefetch).
 
+    Notes
+    -----
     Embeddings are rounded to float16 whether they come from disk or not, so
     results do not depend on whether the cache was warm.
     """
