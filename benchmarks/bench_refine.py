@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from napari_segany import Predictor, load_model
-from napari_segany.benchmark import _timed
-from napari_segany.refine import _refine_at_once, object_crop, refine_logits
+from napari_segany.cli.benchmark import _timed
+from napari_segany.engine.refine import _refine_at_once, object_crop, refine_logits
 from napari_segany.sample_data import load_sample
 from bench_views import boxes
 

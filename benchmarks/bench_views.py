@@ -1,6 +1,6 @@
 """What mirrored views cost with the included model: encoding a whole image, and a zoomed box on a new crop.
 
-For 1, 2, 4 and 8 views (napari_segany.views) and each precision, on the 2D
+For 1, 2, 4 and 8 views (napari_segany.engine.views) and each precision, on the 2D
 nuclei sample (512 x 512, uint16) with ``load_model()``: the median time of
 ``Predictor.set_image`` (``--repeats`` runs after a warm-up) and of a box on
 each of ``--boxes`` nuclei through a fresh ``ZoomPredictor`` (every box a new
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from napari_segany import Predictor, ZoomPredictor, load_model
-from napari_segany.benchmark import _timed
+from napari_segany.cli.benchmark import _timed
 from napari_segany.sample_data import load_sample
-from napari_segany.zoom import BLEND
+from napari_segany.engine.zoom import BLEND
 
 
 def boxes(labels: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:

@@ -40,7 +40,7 @@ def tiny_model_path(tmp_path_factory):
     import torch
 
     from napari_segany.model import build_sam
-    from napari_segany.benchmark import randomise_weights
+    from napari_segany.cli.benchmark import randomise_weights
 
     torch.manual_seed(0)
     model = build_sam("vit_t")
@@ -62,7 +62,7 @@ def shipped_model():
     """The included model, loaded as a user loads it, on the CPU with at most 2 threads."""
     import torch
 
-    from napari_segany.weights import load_model
+    from napari_segany.weights.load import load_model
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return load_model(device="cpu")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from napari_segany.benchmark import randomise_weights
-from napari_segany.benchmark import reference_model as reference_sam  # noqa: F401 (used by the tests)
+from napari_segany.cli.benchmark import randomise_weights
+from napari_segany.cli.benchmark import reference_model as reference_sam  # noqa: F401 (used by the tests)
 
 
 def reference_vit_encoder(arch: str, image_size: int, seed: int = 0) -> torch.nn.Module:

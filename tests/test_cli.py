@@ -88,7 +88,7 @@ class Block:
         if name.split('.')[0] in {'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'superqt', 'vispy'}:
             raise ImportError('blocked ' + name)
 sys.meta_path.insert(0, Block())
-import napari_segany, napari_segany.cli, napari_segany.weights, napari_segany.labels, napari_segany.files
+import napari_segany, napari_segany.cli, napari_segany.weights.load, napari_segany.labels, napari_segany.files
 import importlib.util
 if importlib.util.find_spec('napari_segany.volume'):
     import napari_segany.volume
@@ -118,7 +118,7 @@ def test_outputs_get_normal_file_permissions(tiny_model_path, tmp_path):
 def test_a_fractional_point_label_is_refused_not_truncated():
     import argparse
 
-    from napari_segany.cli_args import point
+    from napari_segany.cli.args import point
 
     with pytest.raises(argparse.ArgumentTypeError, match="1 or 0"):
         point("3,4,0.5")
@@ -161,7 +161,7 @@ def test_gui_without_a_display_says_what_to_do(capsys):
     proc = subprocess.run([sys.executable, "-m", "napari_segany.cli", "gui"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "xvfb-run" in proc.stderr, proc.stderr[-500:]
-    from napari_segany.cli_gui import check_display
+    from napari_segany.cli.gui import check_display
 
     check_display({"DISPLAY": ":0"}, "linux")
     check_display({}, "darwin")

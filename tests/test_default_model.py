@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segany import Predictor, registry
-from napari_segany.checkpoint import file_hash
+from napari_segany import Predictor
+from napari_segany.weights import registry
+from napari_segany.weights.checkpoint import file_hash
 from napari_segany.cli import main
 from napari_segany.sample_data import load_sample, sample_path
-from napari_segany.weights import load_model
+from napari_segany.weights.load import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTED = ROOT / "training" / "results" / f"{registry.DEFAULT_MODEL}.json"
@@ -36,7 +37,7 @@ def default_model():
 
 def test_shipped_file_matches_its_registry_entry():
     path = registry.fetch(registry.DEFAULT_MODEL, progress=False)
-    assert path.is_relative_to(Path(registry.__file__).parent / "_models")
+    assert path.is_relative_to(Path(registry.__file__).parents[1] / "_models")
     assert "sha256:" + file_hash(path, "sha256") == SPEC.known_hash
     assert path.stat().st_size == SPEC.size_bytes <= 25_000_000
     assert SPEC.bundled and SPEC.arch == "vit_t" and registry.is_cached(registry.DEFAULT_MODEL)

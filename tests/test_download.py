@@ -20,10 +20,10 @@ import pooch
 import pytest
 import torch
 
-from napari_segany import registry
+from napari_segany.weights import registry
 from napari_segany.model import ARCHITECTURES, build_sam
-from napari_segany.registry import ChecksumError, DownloadError, fetch, import_model
-from napari_segany.weights import load_model
+from napari_segany.weights.registry import ChecksumError, DownloadError, fetch, import_model
+from napari_segany.weights.load import load_model
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -13,7 +13,7 @@ import pytest
 
 import napari_segany as sg
 from napari_segany.sample_data import load_sample
-from napari_segany.zoom import ZoomPredictor
+from napari_segany.engine.zoom import ZoomPredictor
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_zoom_predictor_answers_only_for_the_image_it_was_given(two_slices):
 
 
 def test_two_models_built_in_memory_refuse_each_others_embeddings(tiny_model):
-    from napari_segany.benchmark import randomise_weights
+    from napari_segany.cli.benchmark import randomise_weights
     from napari_segany.model import build_sam
 
     one, two = build_sam("vit_t", 256), build_sam("vit_t", 256)

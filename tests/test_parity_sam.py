@@ -17,7 +17,7 @@ from geometry_helpers import bbox, interior_point
 from skimage.transform import resize
 
 import napari_segany as sg
-from napari_segany.preprocess import intensity_window, to_unit_range
+from napari_segany.engine.preprocess import intensity_window, to_unit_range
 
 
 def _reference_predictor(arch, model):

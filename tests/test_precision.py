@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import napari_segany as sg
-from napari_segany import precision as P
-from napari_segany.benchmark import randomise_weights
+from napari_segany.engine import precision as P
+from napari_segany.cli.benchmark import randomise_weights
 from napari_segany.model import build_sam
 
 

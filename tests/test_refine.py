@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from napari_segany import EmbeddingStore, Predictor, load_model
-from napari_segany.preprocess import upscale_logits
-from napari_segany.refine import (MARGIN, TILE, MaskRefiner, _core_band, _edge_cores, _refine_at_once, band_radius,
+from napari_segany.engine.preprocess import upscale_logits
+from napari_segany.engine.refine import (MARGIN, TILE, MaskRefiner, _core_band, _edge_cores, _refine_at_once, band_radius,
                                   net_inputs, object_crop, refine_logits)
-from napari_segany.zoom import ZoomPredictor
+from napari_segany.engine.zoom import ZoomPredictor
 
 
 def noisy_refiner(seed: int = 0, scale: float = 5.0) -> MaskRefiner:

@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 
 from napari_segany import Predictor, load_model
 from napari_segany.cli import main
-from napari_segany.regions import best_overlap, keep_prompted
+from napari_segany.engine.regions import best_overlap, keep_prompted
 from napari_segany.sample_data import load_sample, sample_path
 
 

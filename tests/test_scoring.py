@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from napari_segany import Predictor, load_model
-from napari_segany.scoring import SIZE, CandidateScorer, predicted_ious, scorer_inputs
-from napari_segany.zoom import ZoomPredictor
+from napari_segany.engine.scoring import SIZE, CandidateScorer, predicted_ious, scorer_inputs
+from napari_segany.engine.zoom import ZoomPredictor
 
 CLICK = (346, 70)
 

@@ -199,7 +199,7 @@ def test_low_resolution_loss_uses_soft_targets_and_the_given_iou():
 
 def test_smoke_training_saves_a_checkpoint_the_predictor_serves(tmp_path):
     from napari_segany import Predictor
-    from napari_segany.weights import load_model
+    from napari_segany.weights.load import load_model
     from training.train import main
 
     out = tmp_path / "smoke.pt"
@@ -284,7 +284,7 @@ def test_weight_average_follows_its_formula():
 def test_training_with_a_weight_average_trains_the_same_weights(tmp_path):
     """--ema only adds a file: the trained weights are bit for bit those of a run without it
     (which also checks that a run is reproducible), and the average gets its own BatchNorm statistics."""
-    from napari_segany.weights import load_model
+    from napari_segany.weights.load import load_model
     from training.train import main
 
     common = ["--steps", "3", "--threads", "1", "--objects", "4", "--iters", "2"]
@@ -315,7 +315,7 @@ def test_crop_encoder_matches_full_forward():
 def test_encoder_windows_line_up_with_tinyvit_attention_windows():
     from napari_segany.model import build_sam
     from napari_segany.model.tiny_vit import TinyViTBlock
-    from napari_segany.preprocess import Geometry
+    from napari_segany.engine.preprocess import Geometry
     from training.train import WINDOW_ALIGN, pick_window, window_segments
 
     model = build_sam("vit_t", 512).eval()
@@ -365,8 +365,8 @@ def test_baseline_answers_prompts_on_real_data(nuclei2d):
 def test_two_stage_training_exports_a_model_with_its_refiner(tmp_path, capsys):
     """``training.train --export F --refiner``: the model, then its boundary refiner trained on the
     exported model's own answers and added to F; the refiner's loss falls below the unrefined one."""
-    from napari_segany.refine import MaskRefiner
-    from napari_segany.weights import load_model
+    from napari_segany.engine.refine import MaskRefiner
+    from napari_segany.weights.load import load_model
     from training.train import main
 
     out, shipped = tmp_path / "smoke.pt", tmp_path / "shipped.pt"
@@ -408,10 +408,10 @@ def test_refiner_windows_are_batched_without_the_padding_counting():
 def test_third_stage_exports_the_model_with_its_candidate_scorer(tmp_path, capsys):
     """``training.scorer``: clicks on generated scenes answered by the model as served, the
     scorer trained on their candidates and added to a copy of the model's file, which loads."""
-    from napari_segany.benchmark import randomise_weights
+    from napari_segany.cli.benchmark import randomise_weights
     from napari_segany.model import build_sam
-    from napari_segany.scoring import CandidateScorer
-    from napari_segany.weights import load_model
+    from napari_segany.engine.scoring import CandidateScorer
+    from napari_segany.weights.load import load_model
     from training.scorer import main
 
     model = build_sam("vit_t", 512)

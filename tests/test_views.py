@@ -1,4 +1,4 @@
-"""Mirrored views (napari_segany.views) and their average in Predictor.predict, on the real 2D nuclei."""
+"""Mirrored views (napari_segany.engine.views) and their average in Predictor.predict, on the real 2D nuclei."""
 
 import itertools
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from napari_segany import Predictor
-from napari_segany.preprocess import Geometry
-from napari_segany.views import View, move_logits, views
+from napari_segany.engine.preprocess import Geometry
+from napari_segany.engine.views import View, move_logits, views
 
 ALL = [View(*t) for t in itertools.product((False, True), repeat=3)]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_segany import registry
-from napari_segany.checkpoint import detect_architecture, read_checkpoint
+from napari_segany.weights import registry
+from napari_segany.weights.checkpoint import detect_architecture, read_checkpoint
 from napari_segany.model import build_sam
-from napari_segany.weights import load_model, model_from_state_dict, resolve_device
+from napari_segany.weights.load import load_model, model_from_state_dict, resolve_device
 
 COMPARED = (
     "image_encoder.pos_embed",
@@ -174,7 +174,7 @@ def test_vit_t_reference_weights_load(tmp_path):
 
 
 def test_vit_t_is_built_once_without_memory_and_gets_real_index_buffers(tmp_path, monkeypatch):
-    import napari_segany.weights as weights
+    import napari_segany.weights.load as weights
     from napari_segany.model.tiny_vit import offset_index
 
     path = tmp_path / "vit_t_512.pt"

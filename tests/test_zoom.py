@@ -8,7 +8,7 @@ from geometry_helpers import bbox, interior_point, iou, tiled
 
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
-from napari_segany.zoom import BLEND, BLEND_GAIN, MAX_SCALE, MIN_GAIN, Window, ZoomPredictor, blend_weight, zoom_window
+from napari_segany.engine.zoom import BLEND, BLEND_GAIN, MAX_SCALE, MIN_GAIN, Window, ZoomPredictor, blend_weight, zoom_window
 
 
 @pytest.fixture(scope="module")

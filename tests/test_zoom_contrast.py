@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 
 from napari_segany import Predictor
 from napari_segany.sample_data import load_sample
-from napari_segany.zoom import ZoomPredictor
+from napari_segany.engine.zoom import ZoomPredictor
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segany.crop_geometry import CONTRASTS
+from napari_segany.engine.crop_geometry import CONTRASTS
 from napari_segany.sample_data import load_sample, voxel_size
-from napari_segany.views import VIEW_COUNTS
+from napari_segany.engine.views import VIEW_COUNTS
 
 from . import baseline
 from .prompts import centre_correction, farthest_interior_point, tight_box
@@ -66,7 +66,7 @@ class ModelMethod:
     name = "model"
 
     def __init__(self, predictor, zoom: bool = False, **zoom_options) -> None:
-        from napari_segany.zoom import ZoomPredictor
+        from napari_segany.engine.zoom import ZoomPredictor
 
         self.predictor = predictor
         # the 2D protocols go through the ZoomPredictor when asked; propagation zooms by itself (never on
@@ -212,7 +212,7 @@ def _model_method(path: str, threads: int | None, zoom: bool = False, views: int
     import torch
 
     from napari_segany import Predictor
-    from napari_segany.weights import load_model
+    from napari_segany.weights.load import load_model
 
     if threads:
         torch.set_num_threads(threads)
@@ -259,11 +259,11 @@ def main(argv=None) -> int:
     p.add_argument("--zoom", action="store_true",
                    help="also score the model through ZoomPredictor (small objects from enlarged crops)")
     p.add_argument("--zoom-max-scale", type=float, default=None, metavar="S",
-                   help="with --zoom: largest enlargement of image pixels (default: napari_segany.zoom.MAX_SCALE)")
+                   help="with --zoom: largest enlargement of image pixels (default: napari_segany.engine.zoom.MAX_SCALE)")
     p.add_argument("--crop-contrast", default=None, choices=CONTRASTS,
-                   help="with --zoom: the crops' intensity window (default: napari_segany.zoom's, image)")
+                   help="with --zoom: the crops' intensity window (default: napari_segany.engine.zoom's, image)")
     p.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
-                   help="mirrored views averaged in the 2D protocols (napari_segany.views; 3D never uses them)")
+                   help="mirrored views averaged in the 2D protocols (napari_segany.engine.views; 3D never uses them)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.md")
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Train a model's boundary refiner (:mod:`napari_segany.refine`) after the model itself.
+"""Train a model's boundary refiner (:mod:`napari_segany.engine.refine`) after the model itself.
 
     python -m training.refiner --model src/napari_segany/_models/segany_vit_t_512.pt --seed 0 --threads 2 \\
         --export src/napari_segany/_models/segany_vit_t_512.pt
@@ -14,7 +14,7 @@ prompted through :class:`napari_segany.Predictor` (whole image, one view).
    random point with the best-scored of the multimask candidates, half a
    jittered box), in 30 % of the cases followed by one correction click with
    the previous logits; the final logits are upscaled to the image and cut
-   to the object's crop, with the refiner's inputs (:func:`napari_segany.refine.net_inputs`)
+   to the object's crop, with the refiner's inputs (:func:`napari_segany.engine.refine.net_inputs`)
    and the exact mask.
 2. Training: ``--steps`` steps of AdamW (lr 2e-3, weight decay 1e-4, cosine to
    0), each on one batch of 16 random 96 x 96 windows of random crops (smaller
@@ -39,14 +39,13 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany import Predictor
-from napari_segany.preprocess import to_unit_range, upscale_logits
-from napari_segany.refine import (REFINER_PREFIX, MaskRefiner, guide_from_unit, logit_cell, net_inputs,
+from napari_segany.engine.preprocess import to_unit_range, upscale_logits
+from napari_segany.engine.refine import (REFINER_PREFIX, MaskRefiner, guide_from_unit, logit_cell, net_inputs,
                                   object_crop)
 
 from .prompts import jittered_box, random_point, sampled_correction
-from .synth import generate
+from .synth import generate, scene_shape
 from .stages import finish_stage, stage_parser, stage_scenes, start_stage
-from .train import scene_shape
 
 SEED_OFFSET = 3_000_000
 OBJECTS_PER_SCENE = 12

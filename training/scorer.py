@@ -1,4 +1,4 @@
-"""Train a model's candidate scorer (:mod:`napari_segany.scoring`) after the model and its refiner.
+"""Train a model's candidate scorer (:mod:`napari_segany.engine.scoring`) after the model and its refiner.
 
     python -m training.scorer --model src/napari_segany/_models/segany_vit_t_512.pt --seed 0 --threads 2 \\
         --export src/napari_segany/_models/segany_vit_t_512.pt
@@ -6,7 +6,7 @@
 The model (with its boundary refiner) is frozen and served exactly as users
 get a click answered by default: the file is loaded by ``load_model`` (a
 scorer already in it is set aside) and prompted through
-:class:`napari_segany.zoom.ZoomPredictor` (one view).
+:class:`napari_segany.engine.zoom.ZoomPredictor` (one view).
 
 1. Data: ``--scenes`` generated scenes (:mod:`training.synth`; seeds
    ``[seed, 4_000_000 + i]``, which neither the model's nor the refiner's
@@ -14,7 +14,7 @@ scorer already in it is set aside) and prompted through
    training. Up to 12 objects of at least 12 px per scene, one click each
    (half at the interior point farthest from the boundary, half uniform in
    the mask), answered with the three candidates; each candidate's inputs
-   (:func:`napari_segany.scoring.scorer_inputs`) and its true IoU.
+   (:func:`napari_segany.engine.scoring.scorer_inputs`) and its true IoU.
 2. Training: ``--steps`` steps of AdamW (lr 2e-3, weight decay 1e-4, cosine
    to 0), each on the candidates of 32 random clicks, mirrored and
    transposed at random; loss: squared error of the predicted IoU plus 0.1 x
@@ -38,16 +38,15 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany import Predictor
-from napari_segany.preprocess import to_unit_range
-from napari_segany.refine import guide_from_unit
-from napari_segany.scoring import SCORER_PREFIX, CandidateScorer, scorer_inputs
-from napari_segany.zoom import ZoomPredictor
+from napari_segany.engine.preprocess import to_unit_range
+from napari_segany.engine.refine import guide_from_unit
+from napari_segany.engine.scoring import SCORER_PREFIX, CandidateScorer, scorer_inputs
+from napari_segany.engine.zoom import ZoomPredictor
 
 from .evaluate import iou
 from .prompts import farthest_interior_point, random_point
-from .synth import generate
+from .synth import generate, scene_shape
 from .stages import finish_stage, stage_parser, stage_scenes, start_stage
-from .train import scene_shape
 
 SEED_OFFSET = 4_000_000
 OBJECTS_PER_SCENE = 12

@@ -4,11 +4,18 @@ command line and how each adds its net to the model's file."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
 
-from .train import _save_atomically
+
+def save_atomically(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def stage_parser(prog: str, description: str, part: str, scenes: int, steps: int) -> argparse.ArgumentParser:
@@ -44,13 +51,13 @@ def stage_scenes(args: argparse.Namespace) -> dict:
 def export_part(model_path: Path, prefix: str, key: str, net: torch.nn.Module, dest: Path, training: dict) -> str:
     """The model's file with ``net`` added (float16 weights under ``prefix``, its settings and
     ``training`` under ``config[key]``, replacing any there), written atomically; returns its sha256."""
-    from napari_segany.checkpoint import file_hash
+    from napari_segany.weights.checkpoint import file_hash
 
     ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith(prefix)}
     state.update({prefix + k: v.detach().half().contiguous() for k, v in net.state_dict().items()})
     config = {**ckpt["config"], key: {**net.config, "training": training}}
-    _save_atomically({"model": state, "config": config}, dest)
+    save_atomically({"model": state, "config": config}, dest)
     return file_hash(dest, "sha256")
 
 
@@ -59,7 +66,7 @@ def start_stage(args: argparse.Namespace, part: str):
     the model's own answers); returns (model, start time)."""
     import time
 
-    from napari_segany.weights import load_model
+    from napari_segany.weights.load import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

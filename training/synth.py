@@ -343,3 +343,15 @@ def _quantise(rng, img: np.ndarray) -> np.ndarray:
         top = np.exp(rng.uniform(np.log(300), np.log(65535)))
         return np.round(unit * top + rng.uniform(0, 0.1) * top * (1 - unit.mean())).clip(0, 65535).astype(np.uint16)
     return (unit * rng.uniform(0.5, 5000) + rng.normal(0, 100)).astype(np.float32)
+
+
+def scene_shape(rng: np.random.Generator) -> tuple[int, int]:
+    """A training scene's size: 55 % 512 x 512, 25 % 256 x 256 (upsampled by the predictor, like
+    the 256 x 256 nuclei3d slices), 20 % 256-768 px long with another aspect ratio."""
+    u = rng.random()
+    if u < 0.55:
+        return 512, 512
+    if u < 0.8:
+        return 256, 256
+    long = int(rng.integers(256, 769))
+    return (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]

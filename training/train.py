@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -64,14 +63,15 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany.model import build_sam
-from napari_segany.refine import REFINER_PREFIX
-from napari_segany.scoring import SCORER_PREFIX
-from napari_segany.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_input, intensity_window, to_unit_range
+from napari_segany.engine.refine import REFINER_PREFIX
+from napari_segany.engine.scoring import SCORER_PREFIX
+from napari_segany.engine.preprocess import DEFAULT_PERCENTILES, Geometry, encoder_input, intensity_window, to_unit_range
 
 from .ema import WeightAverage
 from .losses import mask_iou, sam_loss
 from .prompts import jittered_box, random_point, sampled_correction
-from .synth import BRIGHTNESS_SIGMA, NUCLEUS_DIAMETER, generate
+from .stages import save_atomically
+from .synth import BRIGHTNESS_SIGMA, NUCLEUS_DIAMETER, generate, scene_shape
 
 PATCH = 16
 #: TinyViT-5M's attention windows at a 512 or 1024 input tile the frame in steps of 224 px
@@ -104,23 +104,11 @@ def render(rng: np.random.Generator, image_size: int, options: dict | None = Non
     """One scene prepared like the Predictor does: (1 x 3 x S x S input, N x S x S bool masks, geometry).
     ``options``: :func:`scene_options` (default: the generator's defaults). A fraction ``enlarged``
     of the scenes is drawn small and enlarged 1.5-``enlarge_max`` times (log-uniform) into the frame,
-    as :class:`napari_segany.zoom.ZoomPredictor` enlarges crops around small objects."""
+    as :class:`napari_segany.engine.zoom.ZoomPredictor` enlarges crops around small objects."""
     if enlarged > 0 and rng.random() < enlarged:  # no draw at 0: older runs keep their random stream
         side = int(round(image_size / np.exp(rng.uniform(np.log(1.5), np.log(enlarge_max)))))
         return _prepare(generate(rng, (side, side), **(options or {})), image_size)
     return _prepare(generate(rng, scene_shape(rng), **(options or {})), image_size)
-
-
-def scene_shape(rng: np.random.Generator) -> tuple[int, int]:
-    """A training scene's size: 55 % 512 x 512, 25 % 256 x 256 (upsampled by the predictor, like
-    the 256 x 256 nuclei3d slices), 20 % 256-768 px long with another aspect ratio."""
-    u = rng.random()
-    if u < 0.55:
-        return 512, 512
-    if u < 0.8:
-        return 256, 256
-    long = int(rng.integers(256, 769))
-    return (long, int(long * rng.uniform(0.5, 1.0)))[:: 1 if rng.random() < 0.5 else -1]
 
 
 def _prepare(sample, image_size: int):
@@ -329,15 +317,7 @@ def save_checkpoint(model, path: Path, args, step: int, extra: dict | None = Non
                            "enlarged": float(args.enlarged), "enlarge_max": float(args.enlarge_max),
                            "precision": args.precision, "torch": str(torch.__version__), **(extra or {})}}
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    _save_atomically({"model": state, "config": config}, path)
-
-
-def _save_atomically(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    save_atomically({"model": state, "config": config}, path)
 
 
 def export_half(src: Path, dest: Path) -> str:
@@ -345,11 +325,11 @@ def export_half(src: Path, dest: Path) -> str:
     (halves the file; ``load_model`` computes in float32 again), the config kept, written
     atomically. A checkpoint written before configs held ``stop_iou`` gets :data:`STOP_IOU`.
     Returns the new file's sha256."""
-    from napari_segany.checkpoint import file_hash
+    from napari_segany.weights.checkpoint import file_hash
 
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["model"].items()}
-    _save_atomically({"model": state, "config": {"stop_iou": STOP_IOU, **ckpt["config"]}}, dest)
+    save_atomically({"model": state, "config": {"stop_iou": STOP_IOU, **ckpt["config"]}}, dest)
     return file_hash(dest, "sha256")
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from napari_segany import Predictor
-from napari_segany.crop_geometry import CONTRASTS
-from napari_segany.views import VIEW_COUNTS
-from napari_segany.weights import load_model
+from napari_segany.engine.crop_geometry import CONTRASTS
+from napari_segany.engine.views import VIEW_COUNTS
+from napari_segany.weights.load import load_model
 
 from .evaluate import N_CORRECTIONS, ModelMethod, iou
 from .prompts import centre_correction, farthest_interior_point, tight_box
@@ -76,13 +76,13 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="checkpoint path or registry name")
     p.add_argument("--no-scorer", action="store_true", help="serve without the model's candidate scorer")
     p.add_argument("--crop-contrast", default=CONTRASTS[0], choices=CONTRASTS,
-                   help="the zoomed crops' intensity window (napari_segany.zoom.ZoomPredictor's contrast)")
+                   help="the zoomed crops' intensity window (napari_segany.engine.zoom.ZoomPredictor's contrast)")
     p.add_argument("--kind", choices=KINDS, default=None, help="only scenes of this kind (default: all in turn)")
     p.add_argument("--bright-fraction", type=float, default=0.0,
                    help="nuclei scenes with up to this fraction of condensed bright nuclei (default 0, as trained)")
     p.add_argument("--scenes", type=int, default=SCENES)
     p.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
-                   help="mirrored views averaged (napari_segany.views; default 1, the rules' setting)")
+                   help="mirrored views averaged (napari_segany.engine.views; default 1, the rules' setting)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:

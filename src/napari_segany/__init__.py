@@ -7,10 +7,10 @@ microscopy and MRI, in napari and from Python.
 >>> res = pred.predict(points=[(120, 88)], labels=[1], embedding=emb)  # doctest: +SKIP
 """
 
-from .predictor import Cancelled, ImageEmbedding, Prediction, Predictor
-from .weights import load_model
+from .engine.predictor import Cancelled, ImageEmbedding, Prediction, Predictor
+from .weights.load import load_model
 from .volume import EmbeddingStore, PropagationResult, propagate
-from .zoom import Window, ZoomPredictor
+from .engine.zoom import Window, ZoomPredictor
 
 __all__ = [
     "Cancelled", "EmbeddingStore", "ImageEmbedding", "Prediction", "PropagationResult", "Predictor",

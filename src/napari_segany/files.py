@@ -82,7 +82,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
     from skimage.color import label2rgb
     from skimage.segmentation import find_boundaries
 
-    from .preprocess import as_2d_channels, intensity_window, to_unit_range
+    from .engine.preprocess import as_2d_channels, intensity_window, to_unit_range
 
     data = as_2d_channels(image)
     unit = to_unit_range(data, intensity_window(data))

@@ -18,7 +18,7 @@ def _save_vit_t(path, image_size: int, seed: int):
     import torch
 
     from napari_segany.model import build_sam
-    from napari_segany.benchmark import randomise_weights
+    from napari_segany.cli.benchmark import randomise_weights
 
     torch.manual_seed(seed)
     model = build_sam("vit_t", image_size)

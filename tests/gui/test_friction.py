@@ -14,7 +14,7 @@ def _sizes(viewer, dock):
 
 
 def test_the_included_model_loads_when_the_widget_opens(plugin_widget, qtbot, nuclei2d):
-    from napari_segany.registry import DEFAULT_MODEL
+    from napari_segany.weights.registry import DEFAULT_MODEL
 
     image, _ = nuclei2d
     viewer, dock, widget, _ = plugin_widget(image[:256, :256])

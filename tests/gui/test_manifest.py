@@ -58,7 +58,8 @@ def test_sample_data(make_napari_viewer, key, shapes, scale):
 def test_gui_command_opens_image_widget_and_model(qtbot, tmp_path, nuclei2d, fast_model_paths):
     import tifffile
 
-    from napari_segany import cli_gui
+    from napari_segany._widget.launch import open_gui
+    from napari_segany.cli import gui as cli_gui
 
     parser = argparse.ArgumentParser()
     cli_gui.register(parser.add_subparsers())
@@ -66,7 +67,7 @@ def test_gui_command_opens_image_widget_and_model(qtbot, tmp_path, nuclei2d, fas
     tifffile.imwrite(path, nuclei2d[0][:128, :128])
     args = parser.parse_args(["gui", str(path), "--model", str(fast_model_paths[0]), "--device", "cpu"])
     assert args.func is cli_gui.run and args.image == str(path)
-    viewer, widget = cli_gui.open_gui(args.image, args.model, args.device, show=False)
+    viewer, widget = open_gui(args.image, args.model, args.device, show=False)
     try:
         assert viewer.layers[0].name == "img" and widget.state.image_layer.unique_id == viewer.layers[0].unique_id
         qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=120_000)
@@ -78,10 +79,10 @@ def test_gui_command_opens_image_widget_and_model(qtbot, tmp_path, nuclei2d, fas
 
 
 def test_gui_command_reports_a_missing_file(tmp_path):
-    from napari_segany import cli_gui
+    from napari_segany._widget.launch import open_gui
 
     with pytest.raises(FileNotFoundError, match="check the path"):
-        cli_gui.open_gui(str(tmp_path / "nope.tif"), show=False)
+        open_gui(str(tmp_path / "nope.tif"), show=False)
 
 
 def test_core_and_cli_import_without_napari():

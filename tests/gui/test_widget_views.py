@@ -1,4 +1,4 @@
-"""The widget averages mirrored views (napari_segany.views) as the model recommends, and the user can change it."""
+"""The widget averages mirrored views (napari_segany.engine.views) as the model recommends, and the user can change it."""
 
 import numpy as np
 import pytest

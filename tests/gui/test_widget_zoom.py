@@ -10,7 +10,7 @@ from qt_events import landing
 
 from napari_segany import Predictor
 from napari_segany._widget.zoom import crop_key
-from napari_segany.zoom import ZoomPredictor
+from napari_segany.engine.zoom import ZoomPredictor
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from napari_segany.predictor import ImageEmbedding, Prediction
-from napari_segany.preprocess import Geometry
+from napari_segany.engine.predictor import ImageEmbedding, Prediction
+from napari_segany.engine.preprocess import Geometry
 from napari_segany.volume.cache import slice_hash
 from napari_segany.volume.window import take_slice
 

@@ -90,7 +90,7 @@ def test_crops_are_kept_on_disk_with_the_slice_cache(tiny_model, nuclei3d, tmp_p
 
 def test_the_crop_folder_keeps_the_most_recently_used_within_its_bound(tmp_path):
     from napari_segany.volume.crops import CropCache
-    from napari_segany.zoom import Window
+    from napari_segany.engine.zoom import Window
 
     cache = CropCache(tmp_path, max_bytes=10**9)
     features = np.ones((256, 8, 8), np.float16)

@@ -13,7 +13,7 @@ import pytest
 
 import napari_segany as sg
 from napari_segany.model import build_sam
-from napari_segany.predictor import Cancelled
+from napari_segany.engine.predictor import Cancelled
 from napari_segany.volume import cache as cache_module
 from standin import StandInPredictor
 

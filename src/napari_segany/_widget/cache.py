@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable, Hashable, Protocol
 
-from ..predictor import ImageEmbedding
+from ..engine.predictor import ImageEmbedding
 
 DEFAULT_MAX_BYTES = 512 * 2**20  # ~128 SAM embeddings of 4 MiB
 
@@ -24,7 +24,7 @@ class EmbeddingKey:
 
     ``layer_id`` is the layer's ``unique_id``; ``generation`` grows each time
     the layer's data is replaced, so embeddings of old data are never reused.
-    ``views``: how many mirrored views the embedding holds (:mod:`napari_segany.views`);
+    ``views``: how many mirrored views the embedding holds (:mod:`napari_segany.engine.views`);
     ``window``: the intensity window, so a contrast change asks for a new embedding.
     """
 

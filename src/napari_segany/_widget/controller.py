@@ -8,7 +8,7 @@ import numpy as np
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ..predictor import ImageEmbedding, Predictor
+from ..engine.predictor import ImageEmbedding, Predictor
 from .autosave import Autosaver
 from .cache import EmbeddingKey, for_slice, one_view
 from .committing import CommitMixin

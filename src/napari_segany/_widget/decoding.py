@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from napari.qt.threading import thread_worker
 
-from ..predictor import ImageEmbedding, Prediction
+from ..engine.predictor import ImageEmbedding, Prediction
 from .cache import EmbeddingKey
 from .workers import Job, launch
 

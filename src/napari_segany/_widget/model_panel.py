@@ -10,7 +10,7 @@ from qtpy.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget,
 )
 
-from .. import registry
+from ..weights import registry
 from .layers import find_layer
 
 LOCAL_FILE = "__local_file__"

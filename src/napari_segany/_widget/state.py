@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..predictor import ImageEmbedding, Prediction, Predictor
+from ..engine.predictor import ImageEmbedding, Prediction, Predictor
 from .cache import EmbeddingKey, EmbeddingStore, MemoryEmbeddingCache, one_view
 from .geometry import Plane
 
@@ -22,8 +22,8 @@ class Options:
     autosave: bool = True  # save target labels next to the image after each commit
     auto_embed: bool = True  # compute the embedding of a slice as soon as it is shown
     prompted_regions: bool = True  # drop mask islands away from the prompts (Predictor regions="prompted")
-    zoom: bool = True  # segment small objects again on an enlarged crop (napari_segany.zoom)
-    views: int = 1  # mirrored views averaged (napari_segany.views); set to the model's recommendation on loading
+    zoom: bool = True  # segment small objects again on an enlarged crop (napari_segany.engine.zoom)
+    views: int = 1  # mirrored views averaged (napari_segany.engine.views); set to the model's recommendation on loading
 
 
 @dataclass

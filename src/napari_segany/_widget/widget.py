@@ -21,8 +21,8 @@ from .model_panel import ModelPanel
 from .prompts import ROLE
 from .propagation import Propagator
 from .state import WidgetState
-from .. import registry
-from ..views import VIEW_COUNTS
+from ..weights import registry
+from ..engine.views import VIEW_COUNTS
 
 NEW_LAYER = "(new labels layer)"
 

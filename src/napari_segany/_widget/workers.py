@@ -14,7 +14,7 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import QObject, QThreadPool, Signal
 
-from ..predictor import Cancelled, ImageEmbedding, Predictor
+from ..engine.predictor import Cancelled, ImageEmbedding, Predictor
 from ._compat import guard_triton
 from .cache import EmbeddingKey
 
@@ -154,7 +154,7 @@ def start_model_load(
 ) -> Job:
     """Load (and if needed download) a model in a thread and wrap it in a
     :class:`Predictor`; ``on_done(job, None)`` when cancelled."""
-    from ..weights import load_model
+    from ..weights.load import load_model
 
     guard_triton()
     relay = ProgressRelay()

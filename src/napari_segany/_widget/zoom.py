@@ -1,5 +1,5 @@
 """Zoomed prediction in the widget: small objects segmented again on an enlarged
-crop (:mod:`napari_segany.zoom`), whose embedding is computed in a worker.
+crop (:mod:`napari_segany.engine.zoom`), whose embedding is computed in a worker.
 
 The whole slice answers at once; when the crop's embedding arrives, the same
 prompts are predicted again on it. Crop embeddings live in the widget's
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..predictor import ImageEmbedding
-from ..zoom import Window, ZoomPredictor
+from ..engine.predictor import ImageEmbedding
+from ..engine.zoom import Window, ZoomPredictor
 from .cache import EmbeddingKey, for_slice, one_view
 from .decoding import missing_crop
 from .workers import Job, start_embedding

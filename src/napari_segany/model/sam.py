@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..known_models import DEFAULT_STOP_IOU
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 
 PROMPT_EMBED_DIM = 256
+
+#: Predicted IoU below which propagation stops by default: SAM's scale (its masks a person
+#: accepts score 0.85-1.0). Models with another calibration set their own ``stop_iou``.
+DEFAULT_STOP_IOU = 0.8
 
 # embed_dim, depth, num_heads, global attention blocks
 VIT_CONFIGS: dict[str, tuple[int, int, int, tuple[int, ...]]] = {
@@ -32,7 +35,7 @@ class ModelInfo:
     ``stop_iou`` is the predicted IoU below which propagation stops by
     default: scores are on each model's own scale (0.8 suits SAM's).
     ``views`` is how many mirrored views of an image the command line and the
-    napari widget average by default (:mod:`napari_segany.views`).
+    napari widget average by default (:mod:`napari_segany.engine.views`).
     """
 
     name: str
@@ -64,10 +67,10 @@ class Sam(nn.Module):
         self.image_size = image_size
         self.arch = arch
         self.info = ModelInfo(name=arch, arch=arch)
-        #: Optional boundary refinement of the upscaled masks (:mod:`napari_segany.refine`),
+        #: Optional boundary refinement of the upscaled masks (:mod:`napari_segany.engine.refine`),
         #: attached by the loader when the checkpoint carries one.
         self.refiner: nn.Module | None = None
-        self.scorer: nn.Module | None = None  # napari_segany.scoring.CandidateScorer, for our own models
+        self.scorer: nn.Module | None = None  # napari_segany.engine.scoring.CandidateScorer, for our own models
 
     @property
     def embedding_size(self) -> int:

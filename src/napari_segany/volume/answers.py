@@ -1,6 +1,6 @@
 """The answers on one slice for every object walking into it: on the whole slice, or, for an
 object that is small in a large slice, on an enlarged crop around it (the crops of
-:mod:`napari_segany.zoom`, chosen from the object's mask on the previous slice)."""
+:mod:`napari_segany.engine.zoom`, chosen from the object's mask on the previous slice)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..crop_geometry import MIN_GAIN, Window, zoom_window
+from ..engine.crop_geometry import MIN_GAIN, Window, zoom_window
 from .prompting import bbox, build_prompts, choose_candidate
 
 # An object is answered in a crop already chosen on the same slice for another object when that crop

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..regions import best_overlap
+from ..engine.regions import best_overlap
 
 PROMPT_MODES = ("box", "points", "mask", "box+mask", "box+points", "points+mask", "box+points+mask")
 DEFAULT_PROMPT = "box+mask"

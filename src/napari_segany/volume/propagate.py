@@ -10,7 +10,7 @@ import numpy as np
 
 from ..labels import commit_mask, next_label_id
 from ..model import ModelInfo
-from ..predictor import Cancelled
+from ..engine.predictor import Cancelled
 from .answers import crop_window, slice_answers
 from .checks import check_axis, check_slice, check_spacing, check_stops, check_volume
 from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
@@ -120,7 +120,7 @@ def propagate(
         Allow writing over other objects (default False: never).
     zoom : bool
         Answer an object that is small in its slice on an enlarged crop around
-        its mask on the previous slice (the crops of :mod:`napari_segany.zoom`;
+        its mask on the previous slice (the crops of :mod:`napari_segany.engine.zoom`;
         one more encoder pass per crop, none for objects that the whole slice
         already shows large enough: never on slices under 427 px for the
         included 512 px model, 853 px for SAM's 1024). False: always the

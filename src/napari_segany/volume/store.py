@@ -10,9 +10,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..predictor import Cancelled, ImageEmbedding
-from ..identity import image_fingerprint
-from ..preprocess import DEFAULT_PERCENTILES, Geometry, as_2d_channels
+from ..engine.predictor import Cancelled, ImageEmbedding
+from ..engine.identity import image_fingerprint
+from ..engine.preprocess import DEFAULT_PERCENTILES, Geometry, as_2d_channels
 from .cache import SliceCache, slice_hash
 from .checks import check_axis
 from .crops import CropCache
@@ -149,7 +149,7 @@ class EmbeddingStore:
     __getitem__ = get
 
     def crop(self, index: int, window, *, should_stop: Callable[[], bool] | None = None) -> ImageEmbedding:
-        """The embedding of a crop of slice ``index`` (a :class:`napari_segany.zoom.Window`), encoded
+        """The embedding of a crop of slice ``index`` (a :class:`napari_segany.engine.zoom.Window`), encoded
         with the volume's intensity window, as propagation uses for objects that are small in their
         slice. Crops are kept in memory (a quarter of ``memory_bytes``) and, with a ``cache_dir``,
         on disk (:class:`~napari_segany.volume.crops.CropCache`)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..preprocess import DEFAULT_PERCENTILES, intensity_window
+from ..engine.preprocess import DEFAULT_PERCENTILES, intensity_window
 
 __all__ = ["take_slice", "volume_window"]
 

@@ -105,7 +105,8 @@ def click_points(labels: np.ndarray, n: int) -> list[tuple[int, int]]:
 
 def bench_arch(arch: str, rgb: np.ndarray, points, precisions, repeats: int, device: str) -> list[dict]:
     """Rows for the reference (fp32) and ours at each precision."""
-    from . import Predictor, load_model
+    from ..engine.predictor import Predictor
+    from ..weights.load import load_model
 
     ref_model = reference_model(arch).to(device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +129,7 @@ def bench_arch(arch: str, rgb: np.ndarray, points, precisions, repeats: int, dev
     # Accuracy oracle: the reference model on exactly our resized input, so
     # the columns measure the model arithmetic, not the two resize routines
     # (the reference resizes a uint8 PIL image, we resize in float32).
-    from .preprocess import Geometry, resized_input
+    from ..engine.preprocess import Geometry, resized_input
 
     geometry = Geometry.for_image(rgb.shape[:2], ours_model.image_size)
     with torch.no_grad():
@@ -178,8 +179,8 @@ def _row(arch, impl, precision, enc_t, dec_t, mem) -> dict:
 
 def encoder_throughput(arch: str, batch: int, precision: str, device: str, repeats: int = 3) -> dict:
     """Images/s of the bare encoder at ``batch`` (GPU measurements): reference fp32 vs ours."""
-    from .model import build_sam
-    from .precision import autocast_context, resolve_precision
+    from ..model import build_sam
+    from ..engine.precision import autocast_context, resolve_precision
 
     ref = reference_model(arch).to(device)
     ours = build_sam(arch).to(device)

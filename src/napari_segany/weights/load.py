@@ -1,6 +1,6 @@
 """Loading models: a registry name or a checkpoint file -> a ready :class:`Sam`.
 
->>> from napari_segany.weights import load_model
+>>> from napari_segany.weights.load import load_model
 >>> model = load_model("vit_b")                       # doctest: +SKIP
 >>> model = load_model("~/models/my_sam.pth", "cpu")  # doctest: +SKIP
 >>> model.info                                        # doctest: +SKIP
@@ -19,9 +19,9 @@ from . import registry
 from .checkpoint import (
     PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
 )
-from .model import ModelInfo, Sam, build_sam
-from .refine import REFINER_PREFIX, build_refiner
-from .scoring import SCORER_PREFIX, build_scorer
+from ..model import ModelInfo, Sam, build_sam
+from ..engine.refine import REFINER_PREFIX, build_refiner
+from ..engine.scoring import SCORER_PREFIX, build_scorer
 
 __all__ = ["load_model", "model_from_state_dict", "resolve_device"]
 
@@ -103,16 +103,16 @@ def model_from_state_dict(
     ----------
     state_dict : dict of str to Tensor
         Weights in the schema of :class:`napari_segany.model.Sam` (e.g. from
-        :func:`napari_segany.checkpoint.read_checkpoint`). Floating tensors
+        :func:`napari_segany.weights.checkpoint.read_checkpoint`). Floating tensors
         are loaded as float32.
     arch, image_size : optional
         Skip detection and use these (see
-        :func:`napari_segany.checkpoint.detect_architecture`).
+        :func:`napari_segany.weights.checkpoint.detect_architecture`).
     device : str or torch.device, default "cpu"
         Where the model's tensors are placed (see :func:`resolve_device`).
     refiner : dict, optional
         Settings of the boundary refiner whose weights are the ``refiner.*``
-        keys (:mod:`napari_segany.refine`); default: the checkpoint's
+        keys (:mod:`napari_segany.engine.refine`); default: the checkpoint's
         ``config["refiner"]``.
 
     Returns
@@ -231,10 +231,10 @@ def load_model(
     Parameters
     ----------
     name_or_path : str or os.PathLike, optional
-        A registry name (see ``napari_segany.registry.model_names()``),
+        A registry name (see ``napari_segany.weights.registry.model_names()``),
         downloaded and verified on first use, or the path of a checkpoint file
         (``.pth``/``.pt``/``.safetensors``) in any layout that
-        :func:`napari_segany.checkpoint.read_checkpoint` understands. By
+        :func:`napari_segany.weights.checkpoint.read_checkpoint` understands. By
         default the model that ships inside the package
         (``registry.DEFAULT_MODEL``, no download; its hash is checked).
     device : str or torch.device, default "auto"

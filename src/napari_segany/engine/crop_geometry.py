@@ -1,4 +1,4 @@
-"""Where :class:`napari_segany.zoom.ZoomPredictor` crops: the crop around an object, how much the
+"""Where :class:`napari_segany.engine.zoom.ZoomPredictor` crops: the crop around an object, how much the
 whole image's answer counts in it, and the extent of a prompt. Shared with propagation's zoom
 (:mod:`napari_segany.volume.answers`), which needs no predictor to choose its crops."""
 

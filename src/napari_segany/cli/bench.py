@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from . import benchmark
-    from .precision import resolve_precision
-    from .preprocess import intensity_window, to_unit_range
-    from .sample_data import load_sample
+    from ..engine.precision import resolve_precision
+    from ..engine.preprocess import intensity_window, to_unit_range
+    from ..sample_data import load_sample
 
     image, labels = load_sample("nuclei2d"), load_sample("nuclei2d_labels")
     unit = to_unit_range(image, intensity_window(image[..., None]))
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     points = benchmark.click_points(labels, args.clicks)
     dev = torch.device(args.device)
     precisions = list(dict.fromkeys(resolve_precision(p.strip(), dev) for p in args.precisions.split(",")))
-    from .model.sam import ARCHITECTURES
+    from ..model.sam import ARCHITECTURES
 
     archs = [a.strip() for a in args.arch.split(",") if a.strip()]
     unknown = [a for a in archs if a not in ARCHITECTURES]

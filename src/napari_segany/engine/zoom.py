@@ -9,7 +9,7 @@ that the object fills about ``object_fraction`` of the frame, with pixels
 enlarged at most ``max_scale`` times, and returns masks at the image's size.
 Inside the crop the answer averages the crop's logits with the whole image's
 for the same prompts (``blend``): two scales of one model, like the mirrored
-views of :mod:`napari_segany.views`. Crops are encoded with the whole image's
+views of :mod:`napari_segany.engine.views`. Crops are encoded with the whole image's
 intensity window, or (``contrast="object"``) with one narrowed to the object,
 so that a dim object beside bright ones is shown at full contrast. Crop
 embeddings are computed on demand and the last few are kept.
@@ -237,7 +237,7 @@ class ZoomPredictor:
         return self._rescored(res, prompts, multimask) if clicked else res
 
     def _rescored(self, res: Prediction, prompts: dict, multimask: bool) -> Prediction:
-        """A click's final answer reordered by the model's candidate scorer (:mod:`napari_segany.scoring`)."""
+        """A click's final answer reordered by the model's candidate scorer (:mod:`napari_segany.engine.scoring`)."""
         point = single_click(prompts["points"], prompts["labels"], None, None, multimask)
         if point is None:
             return res

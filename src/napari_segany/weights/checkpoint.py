@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from .refine import REFINER_PREFIX
-from .scoring import SCORER_PREFIX
+from ..engine.refine import REFINER_PREFIX
+from ..engine.scoring import SCORER_PREFIX
 
 ARCH_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 ARCH_DEPTHS = {"vit_b": 12, "vit_l": 24, "vit_h": 32}
@@ -59,7 +59,7 @@ HEAD_SIGNATURE = (
 )
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
-#: Also kept: our models' refiner and scorer (:mod:`napari_segany.refine`, :mod:`napari_segany.scoring`).
+#: Also kept: our models' refiner and scorer (:mod:`napari_segany.engine.refine`, :mod:`napari_segany.engine.scoring`).
 _KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX, SCORER_PREFIX)
 
 

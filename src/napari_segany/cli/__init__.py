@@ -1,6 +1,6 @@
 """The ``napari-segany`` command.
 
-Each sub-command lives in a ``cli_*`` module exposing ``register(subparsers)``,
+Each sub-command lives in a module of this package exposing ``register(subparsers)``,
 which adds its parser and sets ``func`` to a handler returning an exit code.
 
 Exit codes: 0 success; 1 the command could not do its job (bad input file,
@@ -15,11 +15,11 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "napari_segany.cli_segment",
-    "napari_segany.cli_models",
-    "napari_segany.cli_volume",
-    "napari_segany.cli_gui",
-    "napari_segany.cli_bench",
+    "napari_segany.cli.segment",
+    "napari_segany.cli.models",
+    "napari_segany.cli.volume",
+    "napari_segany.cli.gui",
+    "napari_segany.cli.bench",
 )
 
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return f"napari-segany {__version__}"
 

@@ -16,7 +16,7 @@ masks, that predicts each candidate's IoU from what the user would look at:
 - the decoder's own score, the candidate's area relative to the largest one,
   the crop's size and the candidate's rank.
 
-:class:`napari_segany.Predictor` and :class:`napari_segany.zoom.ZoomPredictor`
+:class:`napari_segany.Predictor` and :class:`napari_segany.engine.zoom.ZoomPredictor`
 apply it to the answer to a single click with multimask output (what it was
 trained on): the candidates are reordered by its predictions, which become
 their ``scores``. Other prompts keep the decoder's order and scores. SAM

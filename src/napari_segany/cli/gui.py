@@ -1,13 +1,12 @@
 """``napari-segany gui [IMAGE] [--model M]``: open napari with the widget docked.
 
-napari is imported inside the handler only, so the command line (and the
-core library) work without napari installed.
+napari and Qt are imported only in :mod:`napari_segany._widget.launch`, when the command runs, so
+the command line and the core library work without napari installed.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 INSTALL_HINT = (
     "The gui command needs napari: install it with  pip install 'napari-segany[napari]'  "
@@ -46,41 +45,14 @@ def check_display(environ=None, platform: str | None = None) -> None:
                            "napari-segany gui ...); the segment and propagate commands need none.")
 
 
-def open_gui(image: str | None = None, model: str | None = None, device: str = "auto", show: bool = True):
-    """Create the viewer, open ``image``, dock the widget and start loading ``model``.
+def run(args: argparse.Namespace) -> int:
+    from ..weights.registry import DEFAULT_MODEL
 
-    Returns ``(viewer, widget)``; the caller runs the event loop.
-    """
+    check_display()
     try:
-        import napari
+        from .._widget.launch import open_gui, run_event_loop
     except ImportError as err:
         raise RuntimeError(INSTALL_HINT) from err
-    check_display()
-    from ._widget._compat import guard_triton
-
-    if image is not None and not Path(image).expanduser().is_file():
-        raise FileNotFoundError(f"No image file at {image!r}; check the path.")
-    viewer = napari.Viewer(show=show)
-    guard_triton()
-    if image is not None:
-        viewer.open(str(Path(image).expanduser()), plugin="napari")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
-    if model is not None:
-        panel = widget.model_panel
-        if panel.model_combo.findData(model) < 0:
-            panel.add_local_model(str(Path(model).expanduser()))
-        else:
-            panel.model_combo.setCurrentIndex(panel.model_combo.findData(model))
-        panel.device_combo.setCurrentText(device)
-        widget.controller.load_model(panel.source, device, panel.precision_combo.currentText())
-    return viewer, widget
-
-
-def run(args: argparse.Namespace) -> int:
-    from .registry import DEFAULT_MODEL
-
-    viewer, _ = open_gui(args.image, args.model or DEFAULT_MODEL, args.device)
-    import napari
-
-    napari.run()
+    open_gui(args.image, args.model or DEFAULT_MODEL, args.device)
+    run_event_loop()
     return 0

@@ -44,7 +44,7 @@ def keep_prompted(mask: np.ndarray, points=None, labels=None, box=None) -> np.nd
     points: (N, 2) (row, col) in the mask's pixels; labels: (N,) 1 positive,
     0 negative, -1 ignored (all positive when omitted); box: (min_row,
     min_col, max_row, max_col), inclusive, clipped to the mask like the
-    predictor's boxes (:func:`napari_segany.prompts.check_box`). Returns a new bool array or
+    predictor's boxes (:func:`napari_segany.engine.prompts.check_box`). Returns a new bool array or
     ``mask`` itself when nothing is removed.
     """
     positive = _positive_points(points, labels, mask.shape)

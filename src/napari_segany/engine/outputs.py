@@ -1,5 +1,5 @@
 """What a :class:`napari_segany.Predictor` hands out: an image's embedding and a prompt's
-candidate masks (also importable from :mod:`napari_segany.predictor`)."""
+candidate masks (also importable from :mod:`napari_segany.engine.predictor`)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ class ImageEmbedding:
 
     features: (256, h, w) float32; ``window`` is the intensity window used;
     ``views``: embeddings of mirrored copies of the image whose answers
-    :meth:`Predictor.predict` averages in (:mod:`napari_segany.views`), empty
+    :meth:`Predictor.predict` averages in (:mod:`napari_segany.engine.views`), empty
     for one view. ``guide``: the (H, W) image in [0, 1] (channels averaged)
-    that a model's boundary refiner reads (:mod:`napari_segany.refine`);
+    that a model's boundary refiner reads (:mod:`napari_segany.engine.refine`);
     None for models without one.
     """
 
@@ -57,7 +57,7 @@ class Prediction:
     scores: (K,) predicted IoU; logits: (K, h, w) low-res logits (pass one as
     ``mask_input`` to refine); masks: (K, H, W) bool at the image's size,
     computed on first access (``mask(i)`` computes a single one). ``window``:
-    the crop of the image the logits belong to (:class:`napari_segany.zoom.Window`),
+    the crop of the image the logits belong to (:class:`napari_segany.engine.zoom.Window`),
     None for the whole image. ``embedding``: the embedding the answer comes from
     (of the crop, when there is a ``window``).
     """

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from .model import Sam
+from ..model import Sam
 from .precision import autocast_context, resolve_precision
 from .preprocess import (
     DEFAULT_PERCENTILES,
@@ -62,13 +62,13 @@ class Predictor:
     regions : {"prompted", "all"}
         Which connected regions of each mask to return: "prompted" (default)
         keeps the regions under the positive points and the box's main
-        region, dropping islands elsewhere (:mod:`napari_segany.regions`);
+        region, dropping islands elsewhere (:mod:`napari_segany.engine.regions`);
         "all" returns the decoder's thresholded mask as it is, as the
         reference implementation does. Logits and scores are the same in both.
     views : {1, 2, 4, 8}
         How many mirrored copies of each image :meth:`encode` encodes;
         :meth:`predict` averages the decoder's logits and scores over them
-        (test-time augmentation, :mod:`napari_segany.views`). More views give
+        (test-time augmentation, :mod:`napari_segany.engine.views`). More views give
         better masks at one encoder pass each. The command line and the napari
         widget use the model's own recommendation (``model.info.views``); the
         default 1 is the reference implementation's behaviour.
@@ -116,7 +116,7 @@ class Predictor:
         polled between encoder stages; when it returns True, :class:`Cancelled`
         is raised. ``views``: mirrored copies to encode too (default: the
         predictor's ``views``). ``image_id`` names what is encoded (default:
-        :func:`~napari_segany.identity.image_fingerprint` of the pixels used).
+        :func:`~napari_segany.engine.identity.image_fingerprint` of the pixels used).
         ``reuse``: an embedding of the same pixels and window by this model
         (e.g. one view first, for a fast first answer) whose views are kept
         instead of encoded again.
@@ -270,10 +270,14 @@ class Predictor:
             The image to answer on (from :meth:`encode`); default: the
             current one (:meth:`set_image`).
 
-        When the model has a candidate scorer (:mod:`napari_segany.scoring`),
-        the candidates for a single positive click with ``multimask`` are
-        ordered by its predicted IoU, which is their ``scores``; otherwise by
-        the decoder's. The result's ``embedding`` is the one it answers on.
+        Returns
+        -------
+        Prediction
+            The candidates, best first. When the model has a candidate scorer
+            (:mod:`napari_segany.engine.scoring`), the candidates for a single
+            positive click with ``multimask`` are ordered by its predicted IoU,
+            which is their ``scores``; otherwise by the decoder's. The result's
+            ``embedding`` is the one it answers on.
         """
         res = self._predict(points, labels, box, mask_input, multimask, embedding=embedding)
         return self.rescore(res, single_click(points, labels, box, mask_input, multimask))

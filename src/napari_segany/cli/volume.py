@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from . import cli_args
+from . import args as cli_args
 
 
 def register(sub) -> None:
@@ -59,9 +59,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _store(args, volume, cache):
-    from .predictor import Predictor
-    from .volume import EmbeddingStore
-    from .weights import load_model
+    from ..engine.predictor import Predictor
+    from ..volume import EmbeddingStore
+    from ..weights.load import load_model
 
     predictor = Predictor(load_model(args.model, device=args.device), precision=args.precision, regions=args.regions)
     return EmbeddingStore(predictor, volume, axis=args.axis, cache_dir=cache, channel=args.channel,
@@ -71,7 +71,7 @@ def _store(args, volume, cache):
 def run_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .files import read_image
+    from ..files import read_image
 
     volume = read_image(args.volume)
     store = _store(args, volume, args.cache)
@@ -85,8 +85,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_propagate(args: argparse.Namespace) -> int:
-    from .files import read_image, write_labels
-    from .volume import propagate
+    from ..files import read_image, write_labels
+    from ..volume import propagate
 
     out = cli_args.check_output_and_prompts(args, [args.volume])
     volume = read_image(args.volume)
@@ -100,7 +100,7 @@ def run_propagate(args: argparse.Namespace) -> int:
     embedding = store.get(args.slice, prefetch=False)
     prompter.set_embedding(embedding)
     if not args.no_zoom:
-        from .zoom import ZoomPredictor
+        from ..engine.zoom import ZoomPredictor
 
         prompter = ZoomPredictor(prompter)
         prompter.attach(embedding, store.slice(args.slice), channel=args.channel)

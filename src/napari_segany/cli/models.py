@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from . import registry
+    from ..weights import registry
 
     if args.import_file:
         if not args.name:
@@ -44,7 +44,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from . import registry
+    from ..weights import registry
 
     path = registry.fetch(args.name, progress=True)
     print(f"{args.name}: {path}")

@@ -1,18 +1,17 @@
 """The models napari-segany knows by name: what each file is, where it comes from, its hash.
 
-:mod:`napari_segany.registry` finds, downloads and verifies these files.
+:mod:`napari_segany.weights.registry` finds, downloads and verifies these files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model.sam import DEFAULT_STOP_IOU
+
 _MB = 1_000_000
 
 
-#: Predicted IoU below which propagation stops by default: SAM's scale (its masks a person
-#: accepts score 0.85-1.0). Models with another calibration set their own ``stop_iou``.
-DEFAULT_STOP_IOU = 0.8
 
 
 @dataclass(frozen=True)

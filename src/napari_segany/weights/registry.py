@@ -1,4 +1,4 @@
-"""The known checkpoints (:mod:`napari_segany.known_models`): where they are cached, how they
+"""The known checkpoints (:mod:`napari_segany.weights.known`): where they are cached, how they
 are downloaded and verified.
 
 Every entry carries a hash that pooch checks before a download is given its
@@ -25,7 +25,7 @@ import pooch
 from .checkpoint import (
     detect_architecture, file_hash, read_checkpoint, require_hash_support,
 )
-from .known_models import DEFAULT_MODEL, REGISTRY, ModelSpec
+from .known import DEFAULT_MODEL, REGISTRY, ModelSpec
 
 __all__ = [
     "DEFAULT_MODEL", "REGISTRY", "ChecksumError", "DownloadError", "ModelSpec", "cache_dir", "cached_path",
@@ -33,7 +33,7 @@ __all__ = [
     "is_cached", "model_names",
 ]
 
-_BUNDLED_DIR = Path(__file__).parent / "_models"  # where bundled models ship
+_BUNDLED_DIR = Path(__file__).parent.parent / "_models"  # where bundled models ship
 
 
 class DownloadError(ConnectionError):
@@ -181,7 +181,7 @@ def _download_failure(spec: ModelSpec, dest: Path, failures: list) -> Exception:
     tried = "; ".join(f"{u}: {type(e).__name__}: {e}" for u, e in failures)
     kept = " The previously cached file was left as it was." if dest.is_file() else ""
     by_hand = (
-        f"download the file in a browser and run napari_segany.registry.import_model(path, "
+        f"download the file in a browser and run napari_segany.weights.registry.import_model(path, "
         f"{spec.name!r})"
     )
     if bad_hash:

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from . import cli_args
-from .crop_geometry import CONTRASTS
+from . import args as cli_args
+from ..engine.crop_geometry import CONTRASTS
 
 
 def register(sub) -> None:
@@ -31,7 +31,7 @@ def register(sub) -> None:
                    help="intensity window (default: 1st-99.8th percentiles)")
     p.add_argument("--no-zoom", action="store_true",
                    help="segment on the whole image only; by default a small object is segmented again on an "
-                   "enlarged crop around it (napari_segany.zoom), which gives finer masks")
+                   "enlarged crop around it (napari_segany.engine.zoom), which gives finer masks")
     p.add_argument("--crop-contrast", default=CONTRASTS[0], choices=CONTRASTS,
                    help="intensity window of the enlarged crop: image (default) keeps the whole image's "
                    "(--contrast-limits or its percentiles); object ends it at the brightest pixels around the "
@@ -68,10 +68,10 @@ def _select_plane(image: np.ndarray, z: int | None, channel: int | None) -> tupl
 
 
 def run(args: argparse.Namespace) -> int:
-    from .files import overlay, read_image, write_labels, write_png
-    from .predictor import Predictor
-    from .weights import load_model
-    from .zoom import ZoomPredictor
+    from ..files import overlay, read_image, write_labels, write_png
+    from ..engine.predictor import Predictor
+    from ..weights.load import load_model
+    from ..engine.zoom import ZoomPredictor
 
     out = cli_args.check_output_and_prompts(args, [args.image])
     image = read_image(args.image)
