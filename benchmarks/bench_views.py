@@ -7,7 +7,7 @@ each of ``--boxes`` nuclei through a fresh ``ZoomPredictor`` (every box a new
 crop to encode; the whole image's embedding is ready), then of the same boxes
 again (their crops encoded), each with the default blend of the crop's and the
 whole image's answers and with the crop alone (``blend=0``). Quality is not
-measured here (see MODEL_CARD.md). Prints a table and one JSON line;
+measured here (see training/HISTORY.md). Prints a table and one JSON line;
 ``--json PATH`` also writes it.
 
     python benchmarks/bench_views.py --threads 2 [--views 1 4] [--precision fp32]

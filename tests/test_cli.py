@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segany.cli import main
+from napari_segany.cli import build_parser, main
 from napari_segany.sample_data import sample_path
 
 
@@ -28,6 +28,9 @@ def test_segment_writes_labels_and_overlay(tiny_model_path, tmp_path, capsys):
     assert set(np.unique(labels)) <= {0, 7}
     assert summary["area_px"] == int((labels == 7).sum())
     assert png.stat().st_size > 0
+    # "auto" is the default precision; the suite pins it to fp32 (SEGANY_PRECISION) and the summary says so
+    assert build_parser().parse_args(["segment", "x.tif", "--point", "1,1", "-o", "y.tif"]).precision == "auto"
+    assert summary["precision"] == "fp32"
 
 
 def test_segment_one_slice_of_a_volume(tiny_model_path, tmp_path):

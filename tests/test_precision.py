@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 import napari_segany as sg
 from napari_segany.engine import precision as P
+from napari_segany.engine import precision_choice as C
 from napari_segany.cli.benchmark import randomise_weights
 from napari_segany.model import build_sam
 
 
-def test_auto_picks_per_device(monkeypatch):
-    monkeypatch.setattr(P, "cpu_has_fast_bf16", lambda: True)
-    assert P.resolve_precision("auto", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(P, "cpu_has_fast_bf16", lambda: False)
-    assert P.resolve_precision("auto", torch.device("cpu")) == "fp32"
+def test_auto_on_accelerators_and_explicit_modes(monkeypatch):
     assert P.resolve_precision("auto", torch.device("mps")) == "fp16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert P.resolve_precision("auto", torch.device("cuda")) == "bf16"
@@ -25,11 +24,15 @@ def test_auto_picks_per_device(monkeypatch):
     assert P.resolve_precision("fp16", torch.device("cpu")) == "fp16"
     with pytest.raises(ValueError, match="precision must be one of"):
         P.resolve_precision("int4", torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs the model"):
+        P.resolve_precision("auto", torch.device("cpu"))
 
 
-def test_cpu_detection_reads_real_flags():
-    flags = open("/proc/cpuinfo").read()
-    assert P.cpu_has_fast_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+def test_bf16_only_when_clearly_faster_and_close():
+    assert C.decide(fp32_s=1.0, bf16_s=0.5, error=0.01) == "bf16"
+    assert C.decide(fp32_s=1.0, bf16_s=0.95, error=0.01) == "fp32"  # within timing noise
+    assert C.decide(fp32_s=1.0, bf16_s=2.0, error=0.001) == "fp32"  # slower here (e.g. AVX2 only)
+    assert C.decide(fp32_s=1.0, bf16_s=0.5, error=0.03) == "fp32"  # too far from fp32
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +70,69 @@ def test_fp32_is_the_parity_path(small_model, nuclei2d):
     a = p.encode(nuclei2d[0][:128, :128]).features
     b = p.encode(nuclei2d[0][:128, :128]).features
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def measuring(monkeypatch, tmp_path):
+    """'auto' left to measure (the suite pins it to fp32), with the cache in a fresh folder."""
+    monkeypatch.delenv(C.ENV_OVERRIDE, raising=False)
+    monkeypatch.setenv("SEGANY_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / C.CHOICES_FILE
+
+
+def _forbid_measuring(monkeypatch):
+    def fail(model):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(C, "measure", fail)
+
+
+def test_auto_is_the_default_measured_once_and_remembered(small_model, measuring, monkeypatch):
+    p = sg.Predictor(small_model)
+    assert p.precision in ("fp32", "bf16")
+    records = json.loads(measuring.read_text())
+    (record,) = records.values()
+    assert record["precision"] == p.precision
+    assert record["fp32_s"] > 0 and record["bf16_s"] > 0 and 0 <= record["error"] < 1
+    assert C.decide(record["fp32_s"], record["bf16_s"], record["error"]) == p.precision
+    _forbid_measuring(monkeypatch)
+    assert sg.Predictor(small_model).precision == p.precision  # from the file
+    assert sg.Predictor(small_model, precision="fp32").precision == "fp32"  # parity is one argument away
+
+
+def test_the_record_belongs_to_this_machine_and_model(small_model):
+    key = C.machine_key("vit_t@abc")
+    assert C.machine_key("vit_t@abd") != key
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert C.machine_key("vit_t@abc") != key
+    finally:
+        torch.set_num_threads(threads)
+    assert C.machine_key("vit_t@abc") == key
+
+
+def test_a_damaged_record_is_measured_again(small_model, measuring, monkeypatch):
+    measuring.parent.mkdir(parents=True)
+    measuring.write_text('{"half a file')
+    calls = []
+    monkeypatch.setattr(C, "measure", lambda model: calls.append(1) or C.Choice("fp32", 1.0, 1.2, 0.01, "today"))
+    assert sg.Predictor(small_model).precision == "fp32" and calls == [1]
+    assert list(json.loads(measuring.read_text()).values())[0]["precision"] == "fp32"
+
+
+def test_an_unwritable_cache_warns_and_still_answers(small_model, measuring, monkeypatch):
+    measuring.parent.parent.mkdir(parents=True, exist_ok=True)
+    measuring.parent.write_text("a file where the cache folder should be")
+    monkeypatch.setattr(C, "measure", lambda model: C.Choice("bf16", 1.0, 0.4, 0.01, "today"))
+    with pytest.warns(UserWarning, match="SEGANY_CACHE to a writable folder"):
+        assert sg.Predictor(small_model).precision == "bf16"
+
+
+def test_the_environment_can_fix_what_auto_means(small_model, measuring, monkeypatch):
+    _forbid_measuring(monkeypatch)
+    monkeypatch.setenv(C.ENV_OVERRIDE, "bf16")
+    assert sg.Predictor(small_model).precision == "bf16"
+    assert not measuring.exists()
+    monkeypatch.setenv(C.ENV_OVERRIDE, "fast")
+    with pytest.raises(ValueError, match="set it to fp32, bf16 or fp16"):
+        sg.Predictor(small_model)

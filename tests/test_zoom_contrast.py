@@ -55,7 +55,7 @@ def test_a_dim_nucleus_gets_its_own_window_and_a_bright_one_the_image_s(model, n
 
 
 def test_dim_nuclei_beside_bright_ones_are_segmented_better_at_their_own_contrast(model):
-    """A generated scene (a held-out seed of the check in MODEL_CARD.md) where condensed nuclei many
+    """A generated scene (a held-out seed of the check in training/HISTORY.md) where condensed nuclei many
     times brighter set the image's window about 20x above the others' contrast: their boxes, zoomed,
     one view. (Of that check's 12 scenes, this is where the object's window mattered most; where
     the dim nuclei keep a fair share of the window, it changes little.)"""

@@ -2,7 +2,7 @@
 
 One step of the recipe sees one image, so the weights at the end carry the
 noise of the last few hundred images, and an average often scores better
-than the last weights. (Not in run 13, MODEL_CARD.md: with decay 0.998 the
+than the last weights. (Not in run 13, training/HISTORY.md: with decay 0.998 the
 average scored 0.554 against the last weights' 0.568 on held-out scenes; the
 shipped recipe does not use it.) The average is kept beside the model and never
 feeds back into training: the trained weights are exactly those of a run

@@ -375,7 +375,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="arithmetic of the forward pass: bf16 runs it under torch.autocast (weights, optimiser "
                    "and BatchNorm statistics stay fp32); only about 5 %% faster over a 1500-step trial on an "
-                   "AVX-512-bf16 CPU without AMX, and not better (MODEL_CARD.md)")
+                   "AVX-512-bf16 CPU without AMX, and not better (training/HISTORY.md)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from this checkpoint's model weights (a trial that fine-tunes; the shipped "

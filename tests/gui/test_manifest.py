@@ -72,6 +72,9 @@ def test_gui_command_opens_image_widget_and_model(qtbot, tmp_path, nuclei2d, fas
         assert viewer.layers[0].name == "img" and widget.state.image_layer.unique_id == viewer.layers[0].unique_id
         qtbot.waitUntil(lambda: widget.state.embedding_ready, timeout=120_000)
         assert widget.state.model_label == "fast_vit_t_1"
+        # precision "auto" is the default; the suite pins what it means to fp32 (SEGANY_PRECISION)
+        assert widget.model_panel.precision_combo.currentText() == "auto"
+        assert widget.state.predictor.precision == "fp32"
     finally:
         qtbot.waitUntil(lambda: not widget.controller.is_busy, timeout=60_000)
         widget.close_widget()

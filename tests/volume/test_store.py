@@ -71,17 +71,17 @@ def test_disk_cache_hit_miss_and_edited_slice(warm, predictor, small_volume):
 def test_resume_after_a_crash_mid_write(predictor, small_volume, tmp_path, monkeypatch):
     store = sg.EmbeddingStore(predictor, small_volume, cache_dir=tmp_path, prefetch=0)
     store.get(0)
-    real = cache_module._write_json_atomic
+    real = cache_module.write_json_atomically
 
     def crash(path, obj):
         if obj.get("slice") == 1:
             raise KeyboardInterrupt("simulated crash after the chunk, before the record")
         real(path, obj)
 
-    monkeypatch.setattr(cache_module, "_write_json_atomic", crash)
+    monkeypatch.setattr(cache_module, "write_json_atomically", crash)
     with pytest.raises(KeyboardInterrupt):
         store.get(1)
-    monkeypatch.setattr(cache_module, "_write_json_atomic", real)
+    monkeypatch.setattr(cache_module, "write_json_atomically", real)
     resumed = sg.EmbeddingStore(predictor, small_volume, cache_dir=tmp_path, prefetch=0)
     assert [resumed.status(i) for i in range(2)] == ["disk", "missing"]
     resumed.compute_all()
@@ -192,3 +192,22 @@ def test_a_broken_cache_folder_with_foreign_files_is_left_alone(warm, predictor,
     mine.unlink()
     rebuilt = sg.EmbeddingStore(predictor, small_volume, cache_dir=tmp_path, prefetch=0)
     assert np.array_equal(rebuilt.get(0).features, features[0]) and rebuilt.stats["encoded"] == 1
+
+
+def test_a_script_that_ends_mid_prefetch_exits_cleanly():
+    """A script that never closes its store ends while the worker embeds the next slices: the
+    worker is stopped at exit (a daemon thread still inside torch used to abort Python, exit 134)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch; torch.set_num_threads(1)
+import napari_segany as sg
+from napari_segany.sample_data import load_sample
+store = sg.EmbeddingStore(sg.Predictor(sg.load_model(), precision="fp32"), load_sample("nuclei3d"), axis=0)
+store.get(30)
+print("done", flush=True)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert (res.returncode, res.stdout.strip()) == (0, "done"), res.stderr
+    assert "terminate called" not in res.stderr

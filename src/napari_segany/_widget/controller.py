@@ -63,7 +63,7 @@ class Controller(CommitMixin, PredictMixin, QObject):
         viewer.layers.events.removed.connect(self._layer_removed)
 
     # -- model --------------------------------------------------------------
-    def load_model(self, source: str, device: str = "auto", precision: str = "fp32") -> None:
+    def load_model(self, source: str, device: str = "auto", precision: str = "auto") -> None:
         """Load ``source`` (registry name or file) in a worker, then use it."""
         if self.model_job is not None:
             self.model_job.cancel()

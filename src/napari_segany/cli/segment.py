@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     views = model.info.views if args.views is None else args.views
-    pred = Predictor(model, precision=args.precision, regions=args.regions, views=views)
+    pred = base = Predictor(model, precision=args.precision, regions=args.regions, views=views, report=cli_args.note)
     if not args.no_zoom:
         pred = ZoomPredictor(pred, contrast=args.crop_contrast)
     pred.set_image(plane, channel=args.channel, contrast_limits=args.contrast_limits)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                                         result[where]))
     w = res.window
     summary = {
-        "output": str(out), "model": model.info.name, "candidate": k,
+        "output": str(out), "model": model.info.name, "precision": base.precision, "candidate": k,
         "score": round(float(res.scores[k]), 4), "scores": [round(float(s), 4) for s in res.scores],
         "area_px": int(mask.sum()), "slice": args.slice, "views": views, "refined": model.refiner is not None,
         "zoom_window": None if w is None else [w.top, w.left, w.height, w.width],
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                                                 f"{res.window.top + res.window.height - 1}, columns "
                                                 f"{res.window.left}-{res.window.left + res.window.width - 1}")
         print(f"wrote {out}: object {args.label_id}, {summary['area_px']} px, candidate {k} "
-              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name}"
+              f"(predicted IoU {summary['score']:.3f}) with model {model.info.name} in {base.precision}"
               f"{f' averaged over {views} mirrored views' if views > 1 else ''}"
               f"{', outline refined by its boundary refiner' if summary['refined'] else ''}{where}")
     return 0

@@ -63,7 +63,8 @@ def _store(args, volume, cache):
     from ..volume import EmbeddingStore
     from ..weights.load import load_model
 
-    predictor = Predictor(load_model(args.model, device=args.device), precision=args.precision, regions=args.regions)
+    predictor = Predictor(load_model(args.model, device=args.device), precision=args.precision, regions=args.regions,
+                          report=cli_args.note)
     return EmbeddingStore(predictor, volume, axis=args.axis, cache_dir=cache, channel=args.channel,
                           contrast_limits=args.contrast_limits, prefetch=0)
 

@@ -18,9 +18,9 @@ MAX_SCALE = 1.5
 # A crop is used only if it shows the object at least this much larger than the whole image does.
 MIN_GAIN = 1.25
 # Share of the whole image's answer in the crop's (chosen on generated validation scenes, not on the
-# real sample data; see MODEL_CARD.md) while the crop shows the object at most BLEND_GAIN times larger
+# real sample data; see training/HISTORY.md) while the crop shows the object at most BLEND_GAIN times larger
 # than the whole image does; beyond, the whole image's answer is that much coarser and its share falls
-# with the square of the gain (chosen on generated mosaics of 1024 and 1536 px, see MODEL_CARD.md).
+# with the square of the gain (chosen on generated mosaics of 1024 and 1536 px, see training/HISTORY.md).
 BLEND = 0.5
 BLEND_GAIN = 1.5
 # The intensity windows a crop can be encoded with (ZoomPredictor's ``contrast``; the first is the default).

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import platform
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+from .identity import model_identity
+from .precision_choice import choose
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has AMX or AVX-512 bf16 instructions (Linux: /proc/cpuinfo)."""
-    if platform.system() != "Linux":
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"amx_bf16", "avx512_bf16"} & flags)
-    except OSError:
-        return False
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, model=None, model_id: str | None = None,
+                      report=None) -> str:
     """Turn ``"auto"`` into a concrete mode for ``device``; validate the others.
 
-    auto: bf16 on CPUs with AMX/AVX-512-bf16 and on CUDA devices that support
-    it (else fp16), fp16 on MPS, fp32 otherwise.
+    auto: on the CPU, what :mod:`napari_segany.engine.precision_choice` measured for ``model`` on this
+    machine (bf16 only where it is faster than fp32 with logits within 2 %); on CUDA, bf16 where the
+    device supports it, else fp16; fp16 on MPS. fp32 is the exact-parity mode.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -43,9 +30,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "mps":
         return "fp16"
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return "bf16"
-    return "fp32"
+    if model is None:
+        raise ValueError("precision='auto' on the CPU needs the model, whose speed it measures: "
+                         "pass model=, or name fp32 or bf16")
+    return choose(model, model_id or model_identity(model), report=report)
 
 
 def autocast_context(precision: str, device: torch.device):

@@ -3,7 +3,7 @@
 A model answers slightly differently for a mirrored image. Averaging the
 logits of several mirrored views of the same prompt (test-time augmentation)
 cancels part of that error: on the held-out generated scenes it raised the
-included model's mean IoU from 0.622 to 0.651 with 4 views (MODEL_CARD.md).
+included model's mean IoU from 0.622 to 0.651 with 4 views (training/HISTORY.md).
 It costs one encoder pass per view.
 
 The views, in the order they are added:

@@ -39,7 +39,7 @@ from .scoring import single_click
 # pixels around the object (its extent grown by this fraction of its size on every side), when that is
 # lower; set before measuring, like the percentile (the image window's own), not chosen on any data.
 # Not the default: on generated scenes of dim nuclei beside condensed bright ones it helped, on the
-# usual generated scenes and the real nuclei it did not (MODEL_CARD.md).
+# usual generated scenes and the real nuclei it did not (training/HISTORY.md).
 OBJECT_CONTEXT = 0.25
 
 

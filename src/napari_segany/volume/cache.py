@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.userdata import write_json_atomically
+
 FORMAT_VERSION = 1
 ARRAY_NAME = "embeddings.zarr"
 RECORDS = "slices"
@@ -55,17 +57,6 @@ def checksum(features: np.ndarray) -> str:
 def settings_key(settings: dict) -> str:
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _create_array(path: Path, shape: tuple[int, ...]):
@@ -127,7 +118,7 @@ class SliceCache:
         try:
             (tmp / RECORDS).mkdir()
             _create_array(tmp / ARRAY_NAME, self.shape)
-            _write_json_atomic(tmp / "settings.json", dict(self.settings, created=time.time()))
+            write_json_atomically(tmp / "settings.json", dict(self.settings, created=time.time()))
             try:
                 os.rename(tmp, self.path)  # atomic: the key folder appears complete or not at all
             except OSError:  # another process created it first: use theirs
@@ -181,7 +172,7 @@ class SliceCache:
         self._record_path(index).unlink(missing_ok=True)  # invalid while the chunk changes
         with self._lock:
             self._array[index] = data
-        _write_json_atomic(self._record_path(index), {
+        write_json_atomically(self._record_path(index), {
             "slice": int(index), "slice_hash": image_hash, "checksum": checksum(data), "written": time.time(),
         })
 

@@ -3,7 +3,9 @@ prefetch of neighbours, and an optional disk cache (see :mod:`.cache`)."""
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterable
@@ -20,6 +22,16 @@ from .memory import ByteLRU
 from .window import take_slice, volume_window
 
 __all__ = ["EmbeddingStore", "volume_window"]
+
+#: Stores whose background worker may be running: closed when Python exits, so that a script ending
+#: mid-prefetch stops the worker first (a daemon thread still inside torch aborts the process).
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for store in list(_OPEN):
+        store.close()
 
 
 class EmbeddingStore:
@@ -208,6 +220,7 @@ class EmbeddingStore:
                 self._generation += 1  # interrupt a stale prefetch
             if self._worker is None and wanted:
                 self._worker = threading.Thread(target=self._work, name="segany-prefetch", daemon=True)
+                _OPEN.add(self)
                 self._worker.start()
             self._cond.notify_all()
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pooch
 
+from ..engine.userdata import cache_root
 from .checkpoint import (
     detect_architecture, file_hash, read_checkpoint, require_hash_support,
 )
@@ -62,8 +63,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def cache_dir() -> Path:
     """Folder for downloaded weights: ``$SEGANY_CACHE`` if set, else the user cache."""
-    env = os.environ.get("SEGANY_CACHE")
-    return Path(env).expanduser() if env else Path(pooch.os_cache("napari-segany"))
+    return cache_root()
 
 
 def cached_path(name: str) -> Path:
