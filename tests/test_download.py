@@ -13,6 +13,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -36,6 +37,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body, mode = self.server.routes[self.path]
         self.send_response(200)
+        if mode == "trickle":  # a byte at a time, slowly: never idle long enough for a read timeout
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                try:
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(self.server.trickle_delay)
+            return
         if mode == "ok":
             self.send_header("Content-Length", str(len(body)))
         elif mode == "short":  # promises more bytes than it sends
@@ -59,7 +71,7 @@ class _Server(ThreadingHTTPServer):
 @pytest.fixture(scope="module")
 def server():
     srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.routes, srv.hits = {}, []
+    srv.routes, srv.hits, srv.trickle_delay = {}, [], 0.02
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv

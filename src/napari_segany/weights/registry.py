@@ -1,11 +1,10 @@
 """The known checkpoints (:mod:`napari_segany.weights.known`): where they are cached, how they
 are downloaded and verified.
 
-Every entry carries a hash that pooch checks before a download is given its
-final name: pooch streams into a temporary file in the cache folder, compares
-the hash and only then moves the file into place (``pooch.core.stream_download``),
-so an interrupted, truncated or corrupt download never sits under the name
-that :func:`fetch` returns.
+Every entry carries a hash that is checked before a download is given its final
+name (:mod:`napari_segany.weights.transfer` streams into a part file beside it,
+with a deadline and a minimum rate), so an interrupted, truncated or corrupt
+download never sits under the name that :func:`fetch` returns.
 
 The cache folder is ``$SEGANY_CACHE`` when set, else the per-user cache folder
 of the operating system (``pooch.os_cache("napari-segany")``).
@@ -20,13 +19,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import pooch
 
+from ..engine.predictor import Cancelled
 from ..engine.userdata import cache_root
 from .checkpoint import (
     detect_architecture, file_hash, read_checkpoint, require_hash_support,
 )
 from .known import DEFAULT_MODEL, REGISTRY, ModelSpec
+from .transfer import Limits, download
 
 __all__ = [
     "DEFAULT_MODEL", "REGISTRY", "ChecksumError", "DownloadError", "ModelSpec", "cache_dir", "cached_path",
@@ -101,7 +101,7 @@ def _accepted_import(dest: Path) -> bool:
     return record.get("sha256") == file_hash(dest, "sha256")
 
 
-def fetch(name: str, progress=True) -> Path:
+def fetch(name: str, progress=True, limits: Limits | None = None) -> Path:
     """Return the local path of registry entry ``name``, downloading it if needed.
 
     A cached file is used when its hash matches the registry (or when it was
@@ -116,6 +116,11 @@ def fetch(name: str, progress=True) -> Path:
     progress : bool or tqdm-like, default True
         Show a progress bar (or drive the given one: it needs ``total``,
         ``update``, ``reset`` and ``close``).
+    limits : Limits, optional
+        The deadline and minimum rate of a download
+        (:class:`napari_segany.weights.transfer.Limits`); default: from
+        ``$SEGANY_DOWNLOAD_DEADLINE`` and ``$SEGANY_DOWNLOAD_MIN_RATE``, else
+        4 hours and 10 kB/s over a minute.
 
     Returns
     -------
@@ -127,13 +132,15 @@ def fetch(name: str, progress=True) -> Path:
         (a ValueError) if a download arrived with the wrong hash.
     DownloadError
         (a ConnectionError) if no download completed.
+    OSError
+        if the cache folder is a file or cannot be written (named as such, not as a network problem).
     """
     spec = get_spec(name)
     require_hash_support(spec.known_hash)
     if spec.bundled:
         return _verified_bundled(spec)
     dest = cache_dir() / spec.filename
-    if dest.is_file():
+    if dest.is_file() and not dest.parent.is_file():
         if _matches(dest, spec.known_hash):
             return dest
         if _accepted_import(dest):
@@ -142,17 +149,52 @@ def fetch(name: str, progress=True) -> Path:
                 f"registry lists for {name!r}.", stacklevel=2,
             )
             return dest
+    check_cache_folder(dest.parent)
+    limits = limits or Limits.from_environment()
     failures: list[tuple[str, Exception]] = []
     for url in (spec.url, *spec.mirrors):
         try:
-            out = pooch.retrieve(url, known_hash=spec.known_hash, fname=spec.filename,
-                                 path=cache_dir(), progressbar=progress)
-        except Exception as err:  # requests errors, pooch's ValueError on a bad hash
+            out = download(url, dest, spec.known_hash, progress=progress, limits=limits)
+        except Cancelled:
+            raise
+        except OSError as err:
+            if _cache_problem(err):
+                raise
             failures.append((url, err))
-            continue
-        _marker(dest).unlink(missing_ok=True)
-        return Path(out)
+        except Exception as err:  # requests errors, a ValueError for a bad hash
+            failures.append((url, err))
+        else:
+            _marker(dest).unlink(missing_ok=True)
+            return out
     raise _download_failure(spec, dest, failures)
+
+
+def check_cache_folder(folder: Path) -> None:
+    """Make sure downloads can be written into ``folder``; an OSError that names the cache (and
+    ``$SEGANY_CACHE``) otherwise, before any network traffic."""
+    where = (f"the cache folder {folder} (SEGANY_CACHE)" if os.environ.get("SEGANY_CACHE")
+             else f"the cache folder {folder}")
+    hint = "point SEGANY_CACHE at a folder you can write to, or unset it to use the default"
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise NotADirectoryError(f"Cannot download into {where}: {blocker} is a file, not a folder; {hint}.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"Cannot create {where} ({err.strerror or err}); {hint}.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot write to {where}: it is read-only for this user; {hint}.")
+
+
+def _cache_problem(err: OSError) -> bool:
+    """Whether ``err`` is about writing into the cache (disk full, permissions) rather than the network."""
+    import errno
+
+    from requests import RequestException
+
+    if isinstance(err, (RequestException, ConnectionError)):
+        return False
+    return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR)
 
 
 def _verified_bundled(spec: ModelSpec) -> Path:
@@ -174,7 +216,7 @@ def _verified_bundled(spec: ModelSpec) -> Path:
 
 
 def _download_failure(spec: ModelSpec, dest: Path, failures: list) -> Exception:
-    from requests import RequestException  # pooch's own dependency
+    from requests import RequestException
 
     bad_hash = [u for u, e in failures
                 if isinstance(e, ValueError) and not isinstance(e, RequestException)]
