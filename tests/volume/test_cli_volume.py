@@ -30,3 +30,14 @@ def test_embed_then_propagate_from_the_cache(nuclei3d, tiny_model_path, tmp_path
     assert main(["propagate", str(vol), "-o", str(tmp_path / "x.tif"), "--slice", "5", "--point", "4,4",
                  *model]) == 1
     assert "outside the volume" in capsys.readouterr().err
+
+
+def test_embed_into_a_cache_it_cannot_write_says_so(nuclei3d, tiny_model_path, tmp_path, capsys):
+    """embed exists to fill the cache: a cache folder that cannot be written ends it with a sentence
+    naming the folder (the API carries on in memory instead)."""
+    vol = tmp_path / "vol.tif"
+    tifffile.imwrite(vol, nuclei3d[0][29:31, 64:96, 64:96])
+    rc = main(["embed", str(vol), "--cache", "/proc/segany-embeddings", "--model", str(tiny_model_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "/proc/segany-embeddings" in err and "another --cache folder" in err
+    assert "Traceback" not in err

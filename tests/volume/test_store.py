@@ -4,6 +4,7 @@ The threading and the LRU are tested with the stand-in (no real encodes)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -211,3 +212,55 @@ print("done", flush=True)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert (res.returncode, res.stdout.strip()) == (0, "done"), res.stderr
     assert "terminate called" not in res.stderr
+
+
+def _full_disk(path):
+    """A real 1 MiB filesystem at ``path`` (tmpfs), or None where mounting is not permitted."""
+    import subprocess
+
+    path.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True)
+    return path if res.returncode == 0 else None
+
+
+def test_a_full_disk_cache_carries_on_in_memory(predictor, small_volume, tmp_path):
+    """The cache folder fills up mid-run: the embeddings already computed are kept, the run goes on
+    in memory, and one warning says so. A real 1 MiB tmpfs where mounting is allowed (CI as root);
+    elsewhere an OSError(ENOSPC) from the chunk write stands in for it."""
+    import errno
+    import subprocess
+    import warnings
+
+    disk = _full_disk(tmp_path / "small")
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            if disk is None:
+                def full(self, *args):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                mp.setattr(cache_module.SliceCache, "write", full)
+                disk = tmp_path / "small"
+            filler = disk / "filler.bin"  # leave room for the cache's own files only
+            if os.path.ismount(disk):
+                with open(filler, "wb") as f:
+                    f.write(b"\0" * (1024 * 1024 - 200 * 1024))
+            store = sg.EmbeddingStore(predictor, small_volume, cache_dir=disk, prefetch=0)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                first = store.get(0)
+                second = store.get(1)
+                again = store.get(0)
+        problems = [w for w in caught if "kept in memory" in str(w.message)]
+        assert len(problems) == 1 and "cache_dir" in str(problems[0].message)
+        assert store.cache_problem == str(problems[0].message)
+        assert first.features.shape == second.features.shape
+        np.testing.assert_array_equal(again.features, first.features)  # from memory, not lost
+        assert store.stats["memory_hits"] >= 1
+    finally:
+        if os.path.ismount(tmp_path / "small"):
+            subprocess.run(["umount", str(tmp_path / "small")], check=False)
+
+
+def test_a_cache_folder_that_cannot_be_created_is_memory_only(predictor, small_volume):
+    with pytest.warns(RuntimeWarning, match="kept in memory for this run only"):
+        store = sg.EmbeddingStore(predictor, small_volume, cache_dir="/proc/segany-embeddings", prefetch=0)
+    assert store.cache_path is None and store.get(0).features.size > 0

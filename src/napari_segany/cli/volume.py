@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 import json
 
 import numpy as np
@@ -74,10 +75,21 @@ def run_embed(args: argparse.Namespace) -> int:
 
     from ..files import read_image
 
+    from ..engine.predictor import Cancelled
+
     volume = read_image(args.volume)
-    store = _store(args, volume, args.cache)
-    with tqdm(total=store.n_slices, unit="slice", desc="embedding") as bar:
-        stats = store.compute_all(progress=lambda done, total: bar.update(done - bar.n))
+    with warnings.catch_warnings():  # embed exists to fill the cache: a cache problem ends it (below)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        store = _store(args, volume, args.cache)
+        try:
+            with tqdm(total=store.n_slices, unit="slice", desc="embedding") as bar:
+                stats = store.compute_all(progress=lambda done, total: bar.update(done - bar.n),
+                                          should_stop=lambda: store.cache_problem is not None)
+        except Cancelled:
+            pass
+    if store.cache_problem is not None:
+        raise OSError(store.cache_problem.split(";")[0] + "; embed stops, as it exists to fill the cache: free "
+                      "disk space or pass another --cache folder.")
     mib = store.disk_bytes() / 2**20
     print(f"{store.n_slices} slices along axis {store.axis}: {stats['encoded']} computed, "
           f"{stats['disk_hits']} already cached, {stats['corrupted']} damaged and recomputed; "

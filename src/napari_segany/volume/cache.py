@@ -104,8 +104,8 @@ class SliceCache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"cannot create the cache folder {str(self.root)!r} ({exc}); "
-                             "pass a writable cache_dir or cache_dir=None") from None
+            raise OSError(exc.errno, f"cannot create the cache folder {str(self.root)!r} ({exc.strerror or exc}); "
+                          "pass a writable cache_dir or cache_dir=None") from None
         if self.path.is_dir():
             try:
                 arr = zarr.open_array(str(self.path / ARRAY_NAME), mode="r+")

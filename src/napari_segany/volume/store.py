@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import warnings
 import weakref
 from collections import Counter
 from contextlib import contextmanager
@@ -98,6 +99,8 @@ class EmbeddingStore:
         self._memory = ByteLRU(memory_bytes)
         self._crops = ByteLRU(memory_bytes // 4)
         self._disk: SliceCache | None = None
+        #: Why the disk cache was given up during this store's life (None while it works).
+        self.cache_problem: str | None = None
         if cache_dir is not None:
             if ":" not in predictor.model_id:
                 raise ValueError("the model has no file digest (it was not loaded with load_model), so its "
@@ -109,8 +112,16 @@ class EmbeddingStore:
                 "channel": channel, "axis": self.axis, "volume_shape": [int(s) for s in volume.shape],
                 "dtype": np.dtype(volume.dtype).str, "image_size": int(model.image_size), "profile": profile,
             }
-            self._disk = SliceCache(cache_dir, settings, (self.n_slices, 256, g, g))
-        self._crop_disk = None if self._disk is None else CropCache(self._disk.path)
+            try:
+                self._disk = SliceCache(cache_dir, settings, (self.n_slices, 256, g, g))
+            except OSError as err:  # read-only, full, gone: the work goes on in memory
+                self._give_up_disk(err)
+        self._crop_disk = None
+        if self._disk is not None:
+            try:
+                self._crop_disk = CropCache(self._disk.path)
+            except OSError as err:
+                self._give_up_disk(err)
         self.prefetch_radius = int(prefetch)
         # threading: one encode at a time; the worker yields to callers
         self._encode_lock = threading.Lock()
@@ -182,7 +193,10 @@ class EmbeddingStore:
                 features = self._encode(image, should_stop)
             self.stats["crops_encoded"] += 1
             if self._crop_disk is not None:
-                self._crop_disk.write(i, window, h, features)
+                try:
+                    self._crop_disk.write(i, window, h, features)
+                except OSError as err:
+                    self._give_up_disk(err)
         with self._mem_lock:
             self._crops.put(key, h, features)
         return self._embedding(features, image)
@@ -266,6 +280,25 @@ class EmbeddingStore:
         self.close()
 
     # -- internals ------------------------------------------------------------
+    def _write_disk(self, i: int, h: str, features: np.ndarray) -> None:
+        disk = self._disk
+        if disk is None:
+            return
+        try:
+            disk.write(i, h, features)
+        except OSError as err:
+            self._give_up_disk(err)
+
+    def _give_up_disk(self, err: OSError) -> None:
+        """Carry on with the embeddings in memory: the cache folder is read-only, full or gone. Said
+        once, in a warning and in :attr:`cache_problem`; what was computed is kept."""
+        where = getattr(self._disk, "path", None) or err.filename or "the cache folder"
+        self._disk = self._crop_disk = None
+        if self.cache_problem is None:
+            self.cache_problem = (f"The embedding cache in {where} cannot be written ({err.strerror or err}); "
+                                  "embeddings are kept in memory for this run only. Free disk space or pass "
+                                  "another cache_dir to keep them.")
+            warnings.warn(self.cache_problem, RuntimeWarning, stacklevel=3)
     def _check(self, index) -> int:
         if not isinstance(index, (int, np.integer)) or not -self.n_slices <= index < self.n_slices:
             raise IndexError(f"slice {index!r} is outside the volume, which has {self.n_slices} slices "
@@ -337,8 +370,7 @@ class EmbeddingStore:
                     return features
                 features = self._encode(image, should_stop)
                 self._keep(i, h, features)
-                if self._disk is not None:
-                    self._disk.write(i, h, features)
+                self._write_disk(i, h, features)
                 return features
 
     def _work(self) -> None:
@@ -385,7 +417,6 @@ class EmbeddingStore:
                 with self._cond:
                     self._inflight = None
                     self._cond.notify_all()
-            if self._disk is not None:
-                self._disk.write(i, h, features)
+            self._write_disk(i, h, features)
         finally:
             self._encode_lock.release()
