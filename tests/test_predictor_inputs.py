@@ -194,3 +194,22 @@ def test_an_image_too_thin_for_the_frame_is_refused_with_a_sentence(pred):
     """An 8 x 20000 image passed the size check and failed inside torch ("output (H: 0, W: 512)")."""
     with pytest.raises(ValueError, match="short side would be under one pixel"):
         pred.encode(np.random.default_rng(0).random((8, 20000)))
+
+
+def test_the_unit_range_is_one_new_array_and_never_writes_the_input():
+    """to_unit_range makes one float32 array, computed in place (a 20000 px image is 1.6 GB per copy):
+    the caller's float32 image is left as it was, +/-inf and NaN become 0, the rest is clipped."""
+    from napari_segany.engine.preprocess import to_unit_range
+    from napari_segany.engine.refine import guide_from_unit
+
+    image = np.array([[0.0, 5.0, 10.0], [20.0, np.inf, -np.inf], [np.nan, -3.0, 7.5]], np.float32)
+    before = image.copy()
+    out = to_unit_range(image, (0.0, 10.0))
+    np.testing.assert_array_equal(image, before)  # NaN positions compare equal here
+    assert out.dtype == np.float32 and not np.shares_memory(out, image)
+    np.testing.assert_array_equal(out, [[0, 0.5, 1], [1, 0, 0], [0, 0, 0.75]])
+    ints = to_unit_range(np.array([[0, 128, 255]], np.uint8), (0.0, 255.0))
+    np.testing.assert_allclose(ints, [[0, 128 / 255, 1]], rtol=1e-7)
+    unit = out[..., None]
+    assert np.shares_memory(guide_from_unit(unit), unit)  # one channel: no second full-size copy
+    np.testing.assert_array_equal(guide_from_unit(np.stack([out, out * 0], -1)), out / 2)

@@ -88,6 +88,8 @@ def build_refiner(config: dict) -> MaskRefiner:
 
 def guide_from_unit(unit: np.ndarray) -> np.ndarray:
     """The image a refiner reads: an H x W x C image in [0, 1] with its channels averaged (float32)."""
+    if unit.shape[-1] == 1:  # one channel: the image itself, not a second full-size copy
+        return unit[..., 0]
     return unit.mean(-1, dtype=np.float32)
 
 
