@@ -34,9 +34,35 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
+def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
+    """The file that writing ``path`` replaces or creates (a symbolic link's target: the link stays),
+    refusing before any work a folder, and a path under a file or under a folder this user cannot
+    write. Missing folders are fine: they are created when the file is written."""
+    p = Path(path).expanduser()
+    if p.is_symlink():
+        p = Path(os.path.realpath(p))
+    if p.is_dir():
+        raise IsADirectoryError(f"the {what} {str(p)!r} is a folder; give the name of a file (inside it)")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:  # folders to be created
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write the {what} {str(p)!r}: {str(parent)!r} is a file, not a folder; "
+                                 "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the {what} {str(p)!r}: the folder {str(parent)!r} is not writable "
+                              "for this user; choose another path")
+    return p
+
+
+def _check_suffix(path: Path, endings: tuple[str, ...], kind: str) -> None:
+    if path.suffix.lower() not in endings:
+        raise ValueError(f"{str(path)!r} would hold {kind}; give it a name ending in {' or '.join(endings)}")
+
+
 def _atomic_write(path: Path, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; never leaves a partial file."""
-    path = Path(path).expanduser()
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -61,9 +87,16 @@ def _file_mode(path: Path) -> int:
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
-    """Write a label image as a compressed TIFF, atomically."""
+    """Write a label image (integer ids, or bool) as a compressed TIFF, atomically; ``path`` must
+    end in .tif or .tiff."""
     import tifffile
 
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels must be a numpy array of integer ids, got {type(labels).__name__}")
+    if labels.dtype != bool and not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must hold integer ids (or bool), got dtype {labels.dtype}; convert them first, "
+                        "e.g. labels.astype(np.uint16)")
+    _check_suffix(Path(path), TIFF_SUFFIXES, "a TIFF")
     if labels.dtype == bool:
         labels = labels.astype(np.uint8)
     return _atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, labels, compression="zlib"))
@@ -73,6 +106,7 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """Write an RGB(A) uint8 image as PNG, atomically."""
     import imageio.v3 as iio
 
+    _check_suffix(Path(path), (".png",), "a PNG")
     return _atomic_write(Path(path), lambda tmp: iio.imwrite(tmp, rgb, extension=".png"))
 
 

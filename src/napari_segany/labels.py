@@ -27,6 +27,10 @@ class Commit:
 def next_label_id(labels: np.ndarray) -> int:
     """max + 1 (1 for an empty array); ValueError when the dtype cannot hold it."""
     top = int(labels.max()) if labels.size else 0
+    if top < 0:  # max + 1 would be 0, the background, or a negative id
+        raise ValueError(f"the labels array holds only negative values (largest {top}); labels use 0 for "
+                         "background and positive ids for objects: pass label_id=, or set the negative values "
+                         "to 0 first (labels[labels < 0] = 0)")
     new = top + 1
     if np.issubdtype(labels.dtype, np.integer) and new > np.iinfo(labels.dtype).max:
         raise ValueError(
@@ -63,6 +67,8 @@ def commit_mask(
     Commit
         The id and the changed pixels with their previous values.
     """
+    if not isinstance(labels, np.ndarray):  # it is changed in place: a copy would be lost
+        raise TypeError(f"labels must be a numpy integer array (it is changed in place), got {type(labels).__name__}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be an integer array, got {labels.dtype}")
     mask = np.asarray(mask)

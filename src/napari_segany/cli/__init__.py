@@ -43,8 +43,10 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .args import attach_negative_lists
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_negative_lists(sys.argv[1:] if argv is None else list(argv)))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from pathlib import Path
+
+from ..files import check_output_path
 
 
 def note(text: str) -> None:
@@ -20,6 +24,8 @@ def numbers(text: str, count: tuple[int, ...], what: str) -> tuple[float, ...]:
         values = ()
     if len(values) not in count:
         raise argparse.ArgumentTypeError(f"{what} must be {' or '.join(map(str, count))} comma-separated numbers, got {text!r}")
+    if not all(math.isfinite(v) for v in values):  # nan, inf
+        raise argparse.ArgumentTypeError(f"{what} must be finite numbers, got {text!r}")
     return values
 
 
@@ -34,11 +40,84 @@ def point(text: str) -> tuple[float, float, int]:
 
 def box(text: str) -> tuple[float, float, float, float]:
     """MIN_ROW,MIN_COL,MAX_ROW,MAX_COL."""
-    return numbers(text, (4,), "--box")
+    r0, c0, r1, c1 = numbers(text, (4,), "--box")
+    if r1 <= r0 or c1 <= c0:
+        raise argparse.ArgumentTypeError(f"--box {text} is inverted or has zero area; give MIN_ROW,MIN_COL,MAX_ROW,"
+                                         "MAX_COL with MAX_ROW > MIN_ROW and MAX_COL > MIN_COL")
+    return r0, c0, r1, c1
 
 
 def limits(text: str) -> tuple[float, float]:
-    return numbers(text, (2,), "--contrast-limits")
+    lo, hi = numbers(text, (2,), "--contrast-limits")
+    if hi <= lo:
+        raise argparse.ArgumentTypeError(f"--contrast-limits {text}: give LO,HI with LO below HI (the intensities "
+                                         "shown as black and as white)")
+    return lo, hi
+
+
+def spacing(text: str) -> tuple[float, float, float]:
+    """DZ,DY,DX voxel sizes, each positive."""
+    values = numbers(text, (3,), "--spacing")
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"--spacing {text}: each voxel size must be above 0")
+    return values
+
+
+def iou_threshold(text: str) -> float:
+    value = _number(text, "--iou-threshold")
+    if math.isnan(value) or value > 1:  # NaN compares False: it switched the stop off
+        raise argparse.ArgumentTypeError(f"--iou-threshold must be a predicted IoU of at most 1 (-inf accepts "
+                                         f"every slice), got {text!r}")
+    return value
+
+
+def area_change(text: str) -> float:
+    value = _number(text, "--area-change")
+    if math.isnan(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"--area-change must be a factor of at least 1 (e.g. 2.5; inf allows any "
+                                         f"change), got {text!r}")
+    return value
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+
+
+def count(least: int):
+    """An argparse type: a whole number >= ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, got {text!r}")
+        return value
+    return parse
+
+
+NUMBER_LISTS = ("--point", "--box", "--contrast-limits", "--spacing")
+
+
+def attach_negative_lists(argv: list[str]) -> list[str]:
+    """``--point -5,10`` as ``--point=-5,10``: argparse takes a value starting with '-' that is not one
+    plain number for an option and said "expected one argument"."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return out + argv[i:]
+        if token in NUMBER_LISTS and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            out.append(f"{token}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +156,7 @@ def check_outputs(args: argparse.Namespace, inputs: list[str]) -> Path:
         if path.suffix.lower() not in endings:
             raise ValueError(f"{flag} {path}: the file is written as {kind}; give it a name ending in "
                              f"{' or '.join(endings)}")
+        check_output_path(path, f"{flag} file")  # a folder, or under a file or an unwritable folder
         for source in inputs:
             if _same_file(path, Path(source)):
                 raise ValueError(f"{flag} {path} is the input {source}: an input is never overwritten; "
@@ -97,3 +177,48 @@ def check_output_and_prompts(args: argparse.Namespace, inputs: list[str]) -> Pat
     if not 0 < args.label_id <= 65535:
         raise ValueError("--label-id must be between 1 and 65535")
     return out
+
+
+def check_prompts_fit(args: argparse.Namespace, size: tuple[int, int], where: str = "image") -> None:
+    """Every --point inside, and the --box not entirely outside, an H x W ``size``: checked before the
+    model loads (the predictor checks them again, in its own words)."""
+    h, w = size
+    for r, c, _ in args.point:
+        if not (-0.5 <= r <= h - 0.5 and -0.5 <= c <= w - 0.5):
+            raise ValueError(f"--point {r:g},{c:g} lies outside the {h} x {w} {where} (rows 0-{h - 1}, columns "
+                             f"0-{w - 1}); points are ROW,COL in pixels")
+    if args.box is not None:
+        r0, c0, r1, c1 = args.box
+        if r1 < 0 or c1 < 0 or r0 > h - 1 or c0 > w - 1:
+            raise ValueError(f"--box {r0:g},{c0:g},{r1:g},{c1:g} lies entirely outside the {h} x {w} {where}; "
+                             "the box is MIN_ROW,MIN_COL,MAX_ROW,MAX_COL in pixels")
+
+
+def check_cache_folder(path: str) -> Path:
+    """--cache: a folder, or one that can be made (not a file, nor under a file)."""
+    p = Path(path).expanduser()
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--cache {p}: {str(existing)!r} is a file, not a folder; pass a folder for the "
+                                 "embedding cache")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--cache {p}: the folder {str(existing)!r} is not writable for this user; pass "
+                              "another folder")
+    return p
+
+
+def check_volume_options(args: argparse.Namespace, shape: tuple[int, ...], path: str) -> tuple[int, int]:
+    """--axis and --channel against a volume's ``shape``, before the model loads. Returns the axis and
+    the number of slices along it."""
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{path} has shape {tuple(shape)}; give a volume (Z, Y, X) or (Z, Y, X, C), or use "
+                         "`napari-segany segment` for a 2D image")
+    if not -3 <= args.axis < 3:
+        raise ValueError(f"--axis {args.axis} is not one of the volume's 3 spatial axes (0, 1 or 2)")
+    if args.channel is not None and (len(shape) != 4 or not 0 <= args.channel < shape[3]):
+        have = "no channel axis" if len(shape) != 4 else f"{shape[3]} channels (0-{shape[3] - 1})"
+        raise ValueError(f"--channel {args.channel} does not fit {path}, shape {tuple(shape)}: it has {have}")
+    axis = args.axis % 3
+    return axis, int(shape[axis])

@@ -7,6 +7,9 @@ import json
 import platform
 from datetime import date
 
+from . import args as cli_args
+from ..files import check_output_path
+
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure speed and accuracy against the reference implementation",
@@ -17,10 +20,10 @@ def register(sub) -> None:
     p.add_argument("--precisions", default="fp32,bf16",
                    help="our precisions to measure (default fp32,bf16); 'auto' is what the random-weight model "
                    "measures to on this machine")
-    p.add_argument("--repeats", type=int, default=3, help="encoder runs per row (median reported)")
-    p.add_argument("--clicks", type=int, default=50, help="single-point clicks per row")
+    p.add_argument("--repeats", type=cli_args.count(1), default=3, help="encoder runs per row (median reported)")
+    p.add_argument("--clicks", type=cli_args.count(1), default=50, help="single-point clicks per row")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch", type=int, default=0,
+    p.add_argument("--batch", type=cli_args.count(0), default=0,
                    help="also measure bare-encoder throughput at this batch size (GPU measurements)")
     p.add_argument("--json", dest="json_path", default=None, help="write all results to this JSON file")
     p.set_defaults(func=run)
@@ -51,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.preprocess import intensity_window, to_unit_range
     from ..sample_data import load_sample
 
-    image, labels = load_sample("nuclei2d"), load_sample("nuclei2d_labels")
-    unit = to_unit_range(image, intensity_window(image[..., None]))
-    rgb = np.repeat((unit * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
-    points = benchmark.click_points(labels, args.clicks)
+    # every option is checked before anything is built or measured (a row takes minutes)
     precisions = list(dict.fromkeys(p.strip() for p in args.precisions.split(",") if p.strip()))
     if not precisions or set(precisions) - set(PRECISIONS):
         raise ValueError(f"--precisions {args.precisions!r}: choose among {', '.join(PRECISIONS)} (comma-separated)")
@@ -64,6 +64,15 @@ def run(args: argparse.Namespace) -> int:
     unknown = [a for a in archs if a not in ARCHITECTURES]
     if unknown or not archs:
         raise ValueError(f"--arch {args.arch!r}: choose among {', '.join(ARCHITECTURES)} (comma-separated)")
+    from ..weights.load import resolve_device
+
+    resolve_device(args.device)
+    if args.json_path:
+        check_output_path(args.json_path, "--json file")
+    image, labels = load_sample("nuclei2d"), load_sample("nuclei2d_labels")
+    unit = to_unit_range(image, intensity_window(image[..., None]))
+    rgb = np.repeat((unit * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+    points = benchmark.click_points(labels, args.clicks)
     rows = []
     for arch in archs:
         rows += benchmark.bench_arch(arch, rgb, points, precisions, args.repeats, args.device)

@@ -46,8 +46,14 @@ def check_display(environ=None, platform: str | None = None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..weights.load import resolve_device
     from ..weights.registry import DEFAULT_MODEL
 
+    if args.image is not None and not Path(args.image).expanduser().exists():
+        raise FileNotFoundError(f"no image file or folder at {args.image!r}; check the path")
+    resolve_device(args.device)  # before napari opens
     check_display()
     try:
         from .._widget.launch import open_gui, run_event_loop

@@ -50,6 +50,9 @@ def register(sub) -> None:
 
 def _select_plane(image: np.ndarray, z: int | None, channel: int | None) -> tuple[np.ndarray, tuple]:
     """The 2D (or RGB) plane to segment and the index of that plane in the input."""
+    if not 2 <= image.ndim <= 4:
+        raise ValueError(f"the image has shape {image.shape}; segment reads a 2D image, RGB(A) or (H, W, C) "
+                         "with --channel, or a volume (Z, Y, X) or (Z, Y, X, C) with --slice")
     if z is not None and image.ndim == 2:
         raise ValueError("--slice was given but the image is 2D; leave --slice out")
     rgb_like = image.ndim == 3 and image.shape[-1] in (3, 4) and channel is None and z is None
@@ -67,6 +70,19 @@ def _select_plane(image: np.ndarray, z: int | None, channel: int | None) -> tupl
     return image[z], (z,)
 
 
+def _check_channel(plane: np.ndarray, channel: int | None) -> None:
+    """--channel against the plane, before the model loads (the rule of the API: 0 or none on a 2D
+    image, -C to C-1 on an (H, W, C) one)."""
+    if channel is None:
+        return
+    if plane.ndim == 2 and channel != 0:
+        raise ValueError(f"--channel {channel} was given but the image is 2D, with a single channel; leave "
+                         "--channel out")
+    if plane.ndim == 3 and not -plane.shape[2] <= channel < plane.shape[2]:
+        raise ValueError(f"--channel {channel} does not exist: the image has {plane.shape[2]} channels "
+                         f"(0-{plane.shape[2] - 1})")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..files import overlay, read_image, write_labels, write_png
     from ..engine.predictor import Predictor
@@ -75,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
 
     out = cli_args.check_output_and_prompts(args, [args.image])
     image = read_image(args.image)
-    plane, where = _select_plane(image, args.slice, args.channel)
+    try:
+        plane, where = _select_plane(image, args.slice, args.channel)
+        _check_channel(plane, args.channel)
+    except ValueError as err:
+        raise ValueError(f"{args.image}: {err}") from None
+    cli_args.check_prompts_fit(args, plane.shape[:2])
 
     model = load_model(args.model, device=args.device)
     views = model.info.views if args.views is None else args.views

@@ -34,12 +34,12 @@ def register(sub) -> None:
                    help="a prompt point on that slice; LABEL 1 (default) foreground, 0 background; repeatable")
     p.add_argument("--box", type=cli_args.box, metavar="R0,C0,R1,C1", help="a box prompt on that slice")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder (reused and filled)")
-    p.add_argument("--spacing", type=lambda t: cli_args.numbers(t, (3,), "--spacing"), default=None,
+    p.add_argument("--spacing", type=cli_args.spacing, default=None,
                    metavar="DZ,DY,DX", help="voxel size per axis (physical volumes in the report)")
-    p.add_argument("--iou-threshold", type=float, default=None,
+    p.add_argument("--iou-threshold", type=cli_args.iou_threshold, default=None,
                    help="stop below this predicted IoU (default: the model's; 0.8 for SAM models, 0.5 for the "
                    "included segany_vit_t_512)")
-    p.add_argument("--area-change", type=float, default=2.5,
+    p.add_argument("--area-change", type=cli_args.area_change, default=2.5,
                    help="stop when the area changes more than this factor between slices (default 2.5)")
     p.add_argument("--label-id", type=int, default=1, help="id written for the object (default 1)")
     p.add_argument("--no-zoom", action="store_true",
@@ -77,7 +77,9 @@ def run_embed(args: argparse.Namespace) -> int:
 
     from ..engine.predictor import Cancelled
 
+    cli_args.check_cache_folder(args.cache)
     volume = read_image(args.volume)
+    cli_args.check_volume_options(args, volume.shape, args.volume)
     with warnings.catch_warnings():  # embed exists to fill the cache: a cache problem ends it (below)
         warnings.simplefilter("ignore", RuntimeWarning)
         store = _store(args, volume, args.cache)
@@ -105,10 +107,12 @@ def run_propagate(args: argparse.Namespace) -> int:
     volume = read_image(args.volume)
     if volume.ndim < 3:
         raise ValueError(f"{args.volume} is a 2D image (shape {volume.shape}); use `napari-segany segment` for it")
+    axis, n_slices = cli_args.check_volume_options(args, volume.shape, args.volume)
+    if not 0 <= args.slice < n_slices:  # checked before the model loads
+        raise ValueError(f"--slice {args.slice} is outside the volume, which has {n_slices} slices along "
+                         f"axis {axis} (0-{n_slices - 1})")
+    cli_args.check_prompts_fit(args, tuple(s for i, s in enumerate(volume.shape[:3]) if i != axis), "slice")
     store = _store(args, volume, args.cache)
-    if not 0 <= args.slice < store.n_slices:
-        raise ValueError(f"--slice {args.slice} is outside the volume, which has {store.n_slices} slices along "
-                         f"axis {store.axis} (0-{store.n_slices - 1})")
     prompter = store.predictor
     embedding = store.get(args.slice, prefetch=False)
     prompter.set_embedding(embedding)

@@ -400,5 +400,9 @@ class Predictor:
         mask = np.asarray(mask)
         if mask.shape != geometry.original_size:
             raise ValueError(f"mask has shape {mask.shape}, the image is {geometry.original_size}")
+        if mask.dtype != bool and not ((mask.dtype.kind in "iuf") and np.isin(mask, (0, 1)).all()):
+            # NaN or a probability became True in astype(bool): a wrong prompt without a word
+            raise ValueError(f"mask must hold only 0/1 (or True/False), got dtype {mask.dtype} with other values; "
+                             "threshold logits or probabilities first, e.g. mask = logits > 0")
         return mask_to_logits(mask.astype(bool), geometry, self.model.low_res_size, magnitude)
 

@@ -39,9 +39,17 @@ def as_labels(labels, allowed: tuple[int, ...], meaning: str) -> np.ndarray:
     return lab
 
 
+def as_numbers(value, what: str, form: str) -> np.ndarray:
+    """``value`` as float64, or a sentence naming ``what`` (text or ragged lists were numpy's words)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers, {form}; got {value!r:.80}") from None
+
+
 def check_points(points, labels, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) (row, col) points and (N,) 0/1 labels, validated against an H x W image."""
-    pts = np.asarray(points, dtype=np.float64)
+    pts = as_numbers(points, "points", "a list of (row, col) pairs")
     if pts.shape == (2,):
         pts = pts[None]
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
@@ -67,7 +75,7 @@ def check_points(points, labels, size: tuple[int, int]) -> tuple[np.ndarray, np.
 
 def check_box(box, size: tuple[int, int]) -> np.ndarray:
     """A (min_row, min_col, max_row, max_col) box validated and clipped to the image."""
-    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    b = as_numbers(box, "box", "(min_row, min_col, max_row, max_col)").reshape(-1)
     if b.shape != (4,) or not np.isfinite(b).all():
         raise ValueError(f"box must be four finite numbers (min_row, min_col, max_row, max_col), got {box!r}")
     r0, c0, r1, c1 = b
@@ -136,14 +144,14 @@ def prepare_batch(
     counts = []
     bx = pt = mk = None
     if boxes is not None:
-        b = np.asarray(boxes, dtype=np.float64)
+        b = as_numbers(boxes, "boxes", "shape (B, 4)")
         if b.ndim != 2 or b.shape[1] != 4 or len(b) == 0:
             raise ValueError(f"boxes must have shape (B, 4) with B >= 1 objects, got {b.shape}")
         b = np.stack([check_box(row, size) for row in b])
         bx = torch.from_numpy(geometry.box_to_model(b)).to(device)
         counts.append(len(b))
     if points is not None:
-        p = np.asarray(points, dtype=np.float64)
+        p = as_numbers(points, "points", "shape (B, N, 2)")
         if p.ndim != 3 or p.shape[2] != 2 or p.shape[1] == 0:
             raise ValueError(f"points must have shape (B, N, 2), got {p.shape}")
         lab = np.ones(p.shape[:2], np.int64) if labels is None else as_labels(

@@ -24,6 +24,28 @@ def check_axis(axis, ndim: int) -> int:
     return int(axis) % ndim
 
 
+def check_channel(channel, shape: tuple[int, ...]) -> int | None:
+    """``channel`` of a (Z, Y, X, C) volume; refused on a volume without channels (it was ignored)."""
+    if channel is None:
+        return None
+    if len(shape) != 4:
+        raise ValueError(f"channel={channel!r} was given but the volume has shape {tuple(shape)}, without a "
+                         "channel axis; leave channel out")
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < shape[3]:
+        raise ValueError(f"channel={channel!r} is not one of the volume's {shape[3]} channels (0..{shape[3] - 1})")
+    return int(channel)
+
+
+def check_label_id(label_id) -> int | None:
+    """A whole id >= 1, or None (a new id); 2.7 was written as id 2."""
+    if label_id is None:
+        return None
+    ok = not isinstance(label_id, bool) and isinstance(label_id, (int, float, np.integer, np.floating))
+    if not ok or not float(label_id).is_integer() or label_id < 1:
+        raise ValueError(f"label_id must be a whole number >= 1 (0 is background), got {label_id!r}")
+    return int(label_id)
+
+
 def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * ndim

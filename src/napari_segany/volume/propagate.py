@@ -12,7 +12,7 @@ from ..labels import commit_mask, next_label_id
 from ..model import ModelInfo
 from ..engine.predictor import Cancelled
 from .answers import crop_window, slice_answers
-from .checks import check_axis, check_slice, check_spacing, check_stops, check_volume
+from .checks import check_axis, check_label_id, check_slice, check_spacing, check_stops, check_volume
 from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
 from .report import Changes, ObjectReport, PropagationResult, Stop
 from .store import EmbeddingStore
@@ -147,6 +147,7 @@ def propagate(
     spacing = check_spacing(spacing, len(spatial))
     mode = check_mode(prompt)
     check_stops(iou_threshold, area_change, min_area, max_distance)  # the model's own level: checked on loading
+    label_id = check_label_id(label_id)
     if store is None:
         if predictor is None:
             raise ValueError("pass predictor= (a napari_segany.Predictor) or store= (an EmbeddingStore)")

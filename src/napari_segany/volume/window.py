@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.preprocess import DEFAULT_PERCENTILES, intensity_window
+from .checks import check_channel
 
 __all__ = ["take_slice", "volume_window"]
 
@@ -25,6 +26,7 @@ def volume_window(volume, axis: int = 0, *, channel: int | None = None,
     subsample: at most 16 evenly spaced slices along ``axis``, each read on a
     grid of at most 250,000 pixels (the volume is never loaded whole).
     """
+    channel = check_channel(channel, tuple(volume.shape))
     if contrast_limits is not None:
         return intensity_window(np.zeros((1, 1, 1)), contrast_limits=contrast_limits)
     n = volume.shape[axis]

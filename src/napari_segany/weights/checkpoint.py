@@ -28,6 +28,7 @@ import os
 import pickle
 import pickletools
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,13 @@ def _torch_load(path: Path) -> Any:
                          "torch.save or a .safetensors file.") from None
     except PermissionError:
         raise
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error):
+        # bytes that are neither a pickle nor a torch archive make the unpickler fail in its own ways
+        if zipfile.is_zipfile(path):
+            raise ValueError(f"Could not read {str(path)!r}: it looks damaged or incomplete (a partial "
+                             "download?). Delete it and download or copy it again.") from None
+        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint; pass a .pth/.pt file written by "
+                         "torch.save or a .safetensors file.") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         raise ValueError(
             f"Could not read {str(path)!r}: it looks damaged or incomplete (a partial "

@@ -141,6 +141,7 @@ def model_from_state_dict(
     model = _build_on_meta(arch, image_size)
     if model is not None:
         _check_keys(model, state_dict, arch)
+        _check_dtypes(model, state_dict)
         tensors = {k: _to_device(v, dev) for k, v in state_dict.items()}
         _load(model, tensors, arch, assign=True)
         if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
@@ -203,6 +204,17 @@ def _check_keys(model: Sam, state_dict: dict, arch: str) -> None:
         )
 
 
+def _check_dtypes(model: Sam, state_dict: dict) -> None:
+    """An integer or boolean tensor where the model has floating-point weights: torch's copy error
+    said the tensors do not fit although the shapes are equal."""
+    expected = model.state_dict()
+    for key, value in state_dict.items():
+        if torch.is_tensor(value) and expected[key].is_floating_point() and not value.is_floating_point():
+            raise ValueError(f"The checkpoint's weight {key!r} holds {str(value.dtype).replace('torch.', '')} "
+                             "numbers where the model needs floating-point weights: the file was damaged or "
+                             "converted wrongly. Download or export it again.")
+
+
 def _load(model: Sam, tensors: dict, arch: str, *, assign: bool) -> None:
     try:
         model.load_state_dict(tensors, strict=True, assign=assign)
@@ -261,6 +273,12 @@ def load_model(
     """
     if name_or_path is None:
         name_or_path = registry.DEFAULT_MODEL
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a registry name or a checkpoint path (str or Path), got "
+                        f"{type(name_or_path).__name__} {name_or_path!r:.60}")
+    if not os.fspath(name_or_path).strip():
+        raise ValueError("name_or_path is empty: pass a registry name (e.g. 'vit_b'), the path of a checkpoint "
+                         "file, or None for the included model.")
     if preprocess is not None and preprocess not in PREPROCESS_MODES:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, "
                          f"got {preprocess!r}.")
