@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import replace
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -16,19 +17,19 @@ from .preprocess import (
     DEFAULT_PERCENTILES,
     Geometry,
     as_2d_channels,
-    encoder_input,
     intensity_window,
     mask_to_logits,
     to_unit_range,
     upscale_logits,
+    upscale_logits_window,
 )
 from .prompts import PromptTensors, prepare_batch, prepare_prompts
 from .refine import guide_from_unit, logit_cell, refine_logits
 from .scoring import rescored, single_click
-from .regions import check_regions, masks_from
+from .regions import check_regions, upscaled_masks
 from .identity import image_fingerprint, model_identity
 from .outputs import ImageEmbedding, Prediction
-from .views import average_views, check_view_count, views as view_list
+from .views import average_views, check_view_count, view_input, views as view_list
 
 
 class Cancelled(Exception):
@@ -138,7 +139,7 @@ class Predictor:
             if view in kept:
                 embeddings.append((view, kept[view]))
                 continue
-            features = self._run_encoder(encoder_input(view.image(unit), g, self.device), should_stop)
+            features = self._run_encoder(view_input(view, unit, g, self.device), should_stop)
             embeddings.append((view, ImageEmbedding(features[0].float().cpu().numpy(), g, self.model_id, window,
                                                     image_id=f"{image_id}/{view}")))
         guide = guide_from_unit(unit) if self._guided else None
@@ -357,8 +358,8 @@ class Predictor:
                   ) -> Callable[[np.ndarray], np.ndarray]:
         """Low-res logits (K, h, w) -> bool masks (K, H, W) of ``embedding``'s image, keeping the
         prompted regions (``self.regions`` when called) of each."""
-        to_image, regions = self._image_logits(embedding), self.regions
-        return lambda logits: masks_from(to_image(logits), regions, points, labels, box)
+        to_image, regions, geometry = self._image_logits(embedding), self.regions, embedding.geometry
+        return lambda logits: upscaled_masks(to_image, logits, geometry, regions, points, labels, box)
 
     def _image_logits(self, embedding: ImageEmbedding) -> Callable[[np.ndarray], torch.Tensor]:
         """For ``embedding``: low-res logits (K, h, w) -> (K, H, W) scores at the image's
@@ -370,13 +371,17 @@ class Predictor:
         refiner = self.model.refiner if guide is not None else None  # no guide: no refiner, or MedSAM
         cell = logit_cell(geometry.original_size, self.model.low_res_size)
 
-        def to_image(logits: np.ndarray) -> torch.Tensor:
+        def to_image(logits: np.ndarray, window: tuple[slice, slice] | None = None) -> torch.Tensor:
+            """... the whole image, or only the image ``window`` (rows, cols)."""
             t = torch.from_numpy(np.ascontiguousarray(logits))
+            upscale = upscale_logits if window is None else partial(upscale_logits_window, rows=window[0],
+                                                                    cols=window[1])
             if medsam:
-                return upscale_logits(torch.sigmoid(t), geometry) - 0.5
-            t = upscale_logits(t, geometry)
+                return upscale(torch.sigmoid(t), geometry) - 0.5
+            t = upscale(t, geometry)
             if refiner is not None:
-                t = refine_logits(refiner, guide, t.reshape(-1, *t.shape[-2:]), cell).reshape(t.shape)
+                g = guide if window is None else guide[window]
+                t = refine_logits(refiner, g, t.reshape(-1, *t.shape[-2:]), cell).reshape(t.shape)
             return t
 
         return to_image

@@ -7,6 +7,7 @@ two lives here.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -173,7 +174,13 @@ def resized_input(unit: np.ndarray, geometry: Geometry, device: torch.device) ->
 
 def encoder_input(unit: np.ndarray, geometry: Geometry, device: torch.device) -> torch.Tensor:
     """H x W x C image in [0, 1] -> 1 x 3 x S x S encoder input."""
-    x = resized_input(unit, geometry, device)
+    return finished_input(resized_input(unit, geometry, device), geometry)
+
+
+def finished_input(x: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """A resized 1 x 3 x h x w image in [0, 1] -> the encoder input: normalised and padded to S x S
+    (MedSAM: as it is)."""
+    device = x.device
     if geometry.profile == "medsam":
         return x.contiguous()
     mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
@@ -198,6 +205,62 @@ def upscale_logits(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
     x = F.interpolate(x, size=geometry.original_size, mode="bilinear", align_corners=False)
     return x.reshape(*lead, *geometry.original_size)
+
+
+#: Images of at least this many pixels are handled without full-size copies: masks are upscaled
+#: only in the window around the object (:func:`object_window`), mirrored views are mirrored after
+#: the resize (a full-size float32 copy of a 20000 px image is 1.6 GB).
+LARGE_IMAGE_PIXELS = 4096 * 4096
+
+
+def object_window(logits: np.ndarray, geometry: Geometry, margin: int = 16) -> tuple[slice, slice] | None:
+    """The image rows and columns outside of which every candidate of ``logits`` (K x h x w,
+    low-res) upscales to <= 0, i.e. holds no mask pixel, grown by ``margin`` pixels (at least the
+    boundary refiner's reach) and one cell of interpolation support; None when no logit is > 0."""
+    positive = np.asarray(logits > 0).reshape(-1, *logits.shape[-2:]).any(0)
+    rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
+    if rows.size == 0:
+        return None
+    out = []
+    for cells, n_low, size, inner in ((rows, positive.shape[0], geometry.original_size[0], geometry.input_size[0]),
+                                      (cols, positive.shape[1], geometry.original_size[1], geometry.input_size[1])):
+        frame = geometry.model_size if geometry.profile != "medsam" else size
+        per_cell = (frame / n_low) * (size / inner if geometry.profile != "medsam" else 1.0)
+        reach = margin + 2 * math.ceil(size / inner if geometry.profile != "medsam" else size / n_low)
+        start = math.floor((cells[0] - 1) * per_cell) - reach
+        stop = math.ceil((cells[-1] + 2) * per_cell) + reach
+        out.append(slice(max(0, start), min(size, stop)))
+    return out[0], out[1]
+
+
+def upscale_logits_window(logits: torch.Tensor, geometry: Geometry, rows: slice, cols: slice) -> torch.Tensor:
+    """:func:`upscale_logits` computed only for the image window ``rows`` x ``cols``: the same
+    values to float rounding (within 1e-6), without the full-size array."""
+    lead = logits.shape[:-2]
+    x = logits.reshape(-1, 1, *logits.shape[-2:]).float()
+    if geometry.profile != "medsam":
+        s = geometry.model_size
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+        x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
+    x = x[:, 0]
+    r0, r1, rw0, rw1 = _linear_taps(geometry.original_size[0], x.shape[-2], rows)
+    c0, c1, cw0, cw1 = _linear_taps(geometry.original_size[1], x.shape[-1], cols)
+    top, bottom = x[:, r0], x[:, r1]
+    out = (rw0[:, None] * (cw0 * top[..., c0] + cw1 * top[..., c1])
+           + rw1[:, None] * (cw0 * bottom[..., c0] + cw1 * bottom[..., c1]))
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def _linear_taps(n_out: int, n_in: int, window: slice):
+    """Source indices and weights of torch's bilinear resize (align_corners=False) from ``n_in`` to
+    ``n_out`` samples, for the output samples in ``window``."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    dst = np.arange(window.start, window.stop)
+    src = np.maximum((np.float64(scale) * (dst + 0.5) - 0.5).astype(np.float32), np.float32(0))
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    return torch.from_numpy(i0), torch.from_numpy(i1), torch.from_numpy(np.float32(1) - w1), torch.from_numpy(w1)
 
 
 def mask_to_logits(mask: np.ndarray, geometry: Geometry, low_res: int, magnitude: float = 8.0) -> np.ndarray:

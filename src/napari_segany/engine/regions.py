@@ -24,7 +24,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .preprocess import LARGE_IMAGE_PIXELS, object_window
 from .prompts import check_box
+
+#: How far the boundary refiner reaches beyond a mask (its crop margin), plus interpolation slack.
+REFINER_REACH = 16
 
 #: Predictor(regions=...): "prompted" keeps the prompted regions, "all" returns the decoder's mask as is.
 REGION_MODES = ("prompted", "all")
@@ -83,6 +87,68 @@ def masks_from(image_logits, regions: str, points=None, labels=None, box=None) -
         for k in range(len(masks)):
             masks[k] = keep_prompted(masks[k], points, labels, box)
     return masks
+
+
+def upscaled_masks(to_image, logits: np.ndarray, geometry, regions: str, points=None, labels=None,
+                   box=None) -> np.ndarray:
+    """Low-res logits (K, h, w) -> full-size bool masks through ``to_image(logits, window=None)``.
+
+    On a large image (:data:`~napari_segany.engine.preprocess.LARGE_IMAGE_PIXELS`) only the
+    window holding every mask pixel is upscaled (a full-size float32 candidate of a 20000 px image
+    is 1.6 GB); the masks are the same. Prompts the window cannot judge the same way (a positive
+    point or the box outside it) take the full-size path."""
+    shape = tuple(geometry.original_size)
+    window = None
+    if is_large(shape):
+        window = object_window(logits, geometry, margin=REFINER_REACH)
+        if window is None:
+            return np.zeros((len(logits), *shape), dtype=bool)
+        if not fits(window, shape, points, labels, box):
+            window = None
+    if window is None:
+        return masks_from(to_image(logits), regions, points, labels, box)
+    local_points, local_box = shifted(window, points, box)
+    return pasted(window, masks_from(to_image(logits, window), regions, local_points, labels, local_box), shape)
+
+
+def is_large(shape) -> bool:
+    """Whether masks of an image of ``shape`` are upscaled in a window (see :func:`upscaled_masks`)."""
+    return shape[0] * shape[1] >= LARGE_IMAGE_PIXELS
+
+
+def fits(window: tuple[slice, slice], shape, points=None, labels=None, box=None) -> bool:
+    """Whether the prompted regions can be judged inside ``window`` exactly as in the whole image:
+    every positive point inside it, the box meeting it, and the window at most half the image."""
+    rows, cols = window
+    offset = np.array([rows.start, cols.start], float)
+    size = np.array([rows.stop - rows.start, cols.stop - cols.start], float)
+    if 2 * size.prod() > shape[0] * shape[1]:
+        return False
+    pts = np.empty((0, 2)) if points is None else np.rint(np.asarray(points, float).reshape(-1, 2))
+    if labels is not None:
+        pts = pts[np.asarray(labels).reshape(-1) == 1]
+    pts = pts - offset
+    if (pts < 0).any() or (pts >= size).any():
+        return False
+    if box is not None:
+        b = np.asarray(box, float).reshape(4) - np.tile(offset, 2)
+        return bool(b[2] >= 0 and b[3] >= 0 and b[0] < size[0] and b[1] < size[1])
+    return True
+
+
+def shifted(window: tuple[slice, slice], points=None, box=None):
+    """``points`` and ``box`` in the coordinates of ``window``."""
+    offset = np.array([window[0].start, window[1].start], float)
+    local_points = None if points is None else np.asarray(points, float).reshape(-1, 2) - offset
+    local_box = None if box is None else np.asarray(box, float).reshape(4) - np.tile(offset, 2)
+    return local_points, local_box
+
+
+def pasted(window: tuple[slice, slice], masks: np.ndarray, shape) -> np.ndarray:
+    """(K, h, w) masks of ``window`` placed in full-size (K, H, W) bool masks."""
+    out = np.zeros((len(masks), *shape), dtype=bool)
+    out[(slice(None), *window)] = masks
+    return out
 
 
 def best_overlap(masks, reference: np.ndarray) -> int:

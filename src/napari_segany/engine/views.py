@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .preprocess import Geometry
+from .preprocess import LARGE_IMAGE_PIXELS, Geometry, encoder_input, finished_input, resized_input
 from .prompts import prepare_prompts
 
 VIEW_COUNTS = (1, 2, 4, 8)
@@ -158,3 +158,23 @@ def average_views(decode, embedding, view_features, logits, scores, mask_input, 
         total_scores += vscores[0].float().cpu()
     n = 1 + len(embedding.views)
     return (total_logits / n)[None], (total_scores / n)[None]
+
+
+def view_input(view: View, unit: np.ndarray, geometry: Geometry, device) -> torch.Tensor:
+    """The encoder input of ``view`` of ``unit`` (H x W x C in [0, 1]); ``geometry`` is the view's.
+
+    A large image (:data:`~napari_segany.engine.preprocess.LARGE_IMAGE_PIXELS`) is resized first
+    and mirrored after, which needs no full-size copy of the view; a smaller one is mirrored first,
+    as always (the two differ only by float rounding)."""
+    if unit.shape[0] * unit.shape[1] >= LARGE_IMAGE_PIXELS and view != View():
+        base = Geometry.for_image(unit.shape[:2], geometry.model_size, geometry.profile)
+        x = resized_input(unit, base, device)
+        if view.transpose:
+            x = x.transpose(-1, -2)
+        if view.flip_rows:
+            x = x.flip(-2)
+        if view.flip_cols:
+            x = x.flip(-1)
+        if tuple(x.shape[-2:]) == tuple(geometry.input_size):
+            return finished_input(x, geometry)
+    return encoder_input(view.image(unit), geometry, device)

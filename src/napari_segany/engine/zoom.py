@@ -30,9 +30,9 @@ from .crop_geometry import (BLEND, BLEND_GAIN, CONTRASTS, MAX_SCALE, MIN_GAIN, O
                             blend_weight, prompt_extent, prompt_points, zoom_window)
 from .identity import image_fingerprint
 from .predictor import ImageEmbedding, Prediction, Predictor
-from .preprocess import DEFAULT_PERCENTILES, Geometry, as_2d_channels, mask_to_logits, upscale_logits
+from .preprocess import DEFAULT_PERCENTILES, Geometry, as_2d_channels, mask_to_logits, object_window, upscale_logits
 from .prompts import check_mask_input
-from .regions import best_overlap, masks_from
+from .regions import REFINER_REACH, best_overlap, fits, is_large, masks_from, pasted, shifted
 from .scoring import single_click
 
 # contrast="object": a crop's window keeps the image's low end and ends at the upper percentile of the
@@ -294,12 +294,20 @@ class ZoomPredictor:
         """Masks from crop logits averaged, inside ``window``, with the logits of the whole
         image's candidate (in ``whole``) whose mask overlaps the crop's mask most (the decoder's
         output tokens need not mean the same part of an object at two scales); outside the crop
-        the whole image's logits alone."""
-        pred, inside = self.predictor, (..., *window.slices)
+        the whole image's logits alone. On a large image all of it happens in the frame holding the
+        crop and every mask pixel of the whole image's candidates (:func:`regions.upscaled_masks`)."""
+        pred = self.predictor
         weight = blend_weight(self.blend, tuple(self._full.original_size), window)
         regions = pred.regions  # as at the time of the answer, like Predictor's masks
         whole_logits = pred._image_logits(self._full)
-        candidates = functools.cache(lambda: whole_logits(whole.logits))  # refined once, when first needed
+        shape = tuple(self._full.original_size)
+        frame = self._frame(window, whole, prompts)
+        inside = (..., *window.slices) if frame is None else (
+            ..., slice(window.top - frame[0].start, window.top - frame[0].start + window.height),
+            slice(window.left - frame[1].start, window.left - frame[1].start + window.width))
+        local_points, local_box = (prompts["points"], prompts["box"]) if frame is None else shifted(
+            frame, prompts["points"], prompts["box"])
+        candidates = functools.cache(lambda: whole_logits(whole.logits, frame))  # refined once, when first needed
 
         def upscale(logits: np.ndarray) -> np.ndarray:
             inner, outer = crop_logits(logits), candidates()
@@ -307,14 +315,30 @@ class ZoomPredictor:
             for k in range(len(inner)):
                 j = 0
                 if len(outer) > 1:
-                    own = self._paste(window, masks_from(inner[k : k + 1], regions, **crop_prompts))[0]
+                    own = np.zeros(outer.shape[1:], dtype=bool)
+                    own[inside[1:]] = masks_from(inner[k : k + 1], regions, **crop_prompts)[0]
                     j = best_overlap((outer > 0).numpy(), own)
                 blend = outer[j].clone()
                 blend[inside] = weight * blend[inside] + (1 - weight) * inner[k]
                 out.append(blend)
-            return masks_from(torch.stack(out), regions, **prompts)
+            masks = masks_from(torch.stack(out), regions, local_points, prompts["labels"], local_box)
+            return masks if frame is None else pasted(frame, masks, shape)
 
         return upscale
+
+    def _frame(self, window: Window, whole: Prediction, prompts: dict) -> tuple[slice, slice] | None:
+        """On a large image, the rows and columns holding the crop and every mask pixel of the whole
+        image's candidates; None (the whole image) otherwise, or where the prompts need it."""
+        shape = tuple(self._full.original_size)
+        if not is_large(shape):
+            return None
+        rows, cols = window.slices
+        found = object_window(whole.logits, self._full.geometry, margin=REFINER_REACH)
+        if found is not None:
+            rows = slice(min(rows.start, found[0].start), max(rows.stop, found[0].stop))
+            cols = slice(min(cols.start, found[1].start), max(cols.stop, found[1].stop))
+        frame = (rows, cols)
+        return frame if fits(frame, shape, prompts["points"], prompts["labels"], prompts["box"]) else None
 
     def _embedding(self, window: Window) -> ImageEmbedding | None:
         if window in self._crops:
