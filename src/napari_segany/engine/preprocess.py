@@ -43,6 +43,8 @@ def as_2d_channels(image, *, channel: int | None = None, rgb: bool | None = None
         )
     if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape}); pass an image with pixels")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, np.integer))):
+        raise TypeError(f"channel must be a whole number (the index of a channel), got {channel!r}")
     if image.ndim == 2:
         if channel not in (None, 0):
             raise ValueError("channel= was given but the image is 2D (a single channel)")
@@ -82,10 +84,19 @@ def intensity_window(
     (all channels pooled, so colour balance is kept).
     """
     if contrast_limits is not None:
-        lo, hi = (float(v) for v in contrast_limits)
+        try:
+            lo, hi = (float(v) for v in contrast_limits)
+        except (TypeError, ValueError):
+            raise ValueError(f"contrast_limits must be two finite numbers with low < high, got {contrast_limits!r}") from None
         if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
             raise ValueError(f"contrast_limits must be two finite numbers with low < high, got {contrast_limits}")
         return lo, hi
+    try:
+        p_lo, p_hi = (float(v) for v in percentiles)
+    except (TypeError, ValueError):
+        p_lo = p_hi = float("nan")
+    if not (0.0 <= p_lo < p_hi <= 100.0):
+        raise ValueError(f"percentiles must be two numbers with 0 <= low < high <= 100, got {percentiles!r}")
     if image.dtype == np.uint8 and image.shape[-1] == 3:
         return 0.0, 255.0
     flat = image.reshape(-1)

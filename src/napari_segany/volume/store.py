@@ -300,7 +300,9 @@ class EmbeddingStore:
                                   "another cache_dir to keep them.")
             warnings.warn(self.cache_problem, RuntimeWarning, stacklevel=3)
     def _check(self, index) -> int:
-        if not isinstance(index, (int, np.integer)) or not -self.n_slices <= index < self.n_slices:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"slice index must be a whole number, got {index!r}")
+        if not -self.n_slices <= index < self.n_slices:
             raise IndexError(f"slice {index!r} is outside the volume, which has {self.n_slices} slices "
                              f"along axis {self.axis} (0..{self.n_slices - 1})")
         return int(index) % self.n_slices
