@@ -43,9 +43,7 @@ def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
         p = Path(os.path.realpath(p))
     if p.is_dir():
         raise IsADirectoryError(f"the {what} {str(p)!r} is a folder; give the name of a file (inside it)")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:  # folders to be created
-        parent = parent.parent
+    parent = nearest_existing(p.parent)  # the folders below it are created
     if not parent.is_dir():
         raise NotADirectoryError(f"cannot write the {what} {str(p)!r}: {str(parent)!r} is a file, not a folder; "
                                  "choose another path")
@@ -53,6 +51,13 @@ def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
         raise PermissionError(f"cannot write the {what} {str(p)!r}: the folder {str(parent)!r} is not writable "
                               "for this user; choose another path")
     return p
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent (what a mkdir would start from)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _check_suffix(path: Path, endings: tuple[str, ...], kind: str) -> None:

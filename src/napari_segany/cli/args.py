@@ -196,10 +196,10 @@ def check_prompts_fit(args: argparse.Namespace, size: tuple[int, int], where: st
 
 def check_cache_folder(path: str) -> Path:
     """--cache: a folder, or one that can be made (not a file, nor under a file)."""
+    from ..files import nearest_existing
+
     p = Path(path).expanduser()
-    existing = p
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(p)
     if not existing.is_dir():
         raise NotADirectoryError(f"--cache {p}: {str(existing)!r} is a file, not a folder; pass a folder for the "
                                  "embedding cache")

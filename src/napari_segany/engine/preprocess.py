@@ -208,14 +208,20 @@ def upscale_logits(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     For the "sam" profile: upsample to S x S, crop the unpadded region, resize
     to the original size (both bilinear). For "medsam": one bilinear resize.
     """
-    lead = logits.shape[:-2]
+    x = F.interpolate(_in_frame(logits, geometry), size=geometry.original_size, mode="bilinear",
+                      align_corners=False)
+    return x.reshape(*logits.shape[:-2], *geometry.original_size)
+
+
+def _in_frame(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """... x h x w low-res logits -> N x 1 x h' x w' logits of the image's part of the model frame
+    ("sam": upsampled to S x S and cropped to the unpadded region; "medsam": as they are)."""
     x = logits.reshape(-1, 1, *logits.shape[-2:]).float()
     if geometry.profile != "medsam":
         s = geometry.model_size
         x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
         x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
-    x = F.interpolate(x, size=geometry.original_size, mode="bilinear", align_corners=False)
-    return x.reshape(*lead, *geometry.original_size)
+    return x
 
 
 #: Images of at least this many pixels are handled without full-size copies: masks are upscaled
@@ -248,12 +254,7 @@ def upscale_logits_window(logits: torch.Tensor, geometry: Geometry, rows: slice,
     """:func:`upscale_logits` computed only for the image window ``rows`` x ``cols``: the same
     values to float rounding (within 1e-6), without the full-size array."""
     lead = logits.shape[:-2]
-    x = logits.reshape(-1, 1, *logits.shape[-2:]).float()
-    if geometry.profile != "medsam":
-        s = geometry.model_size
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
-        x = x[..., : geometry.input_size[0], : geometry.input_size[1]]
-    x = x[:, 0]
+    x = _in_frame(logits, geometry)[:, 0]
     r0, r1, rw0, rw1 = _linear_taps(geometry.original_size[0], x.shape[-2], rows)
     c0, c1, cw0, cw1 = _linear_taps(geometry.original_size[1], x.shape[-1], cols)
     top, bottom = x[:, r0], x[:, r1]
