@@ -52,3 +52,20 @@ def test_errors():
         commit_mask(np.zeros((3, 3), np.float32), np.ones((3, 3), bool))
     with pytest.raises(ValueError, match="positive"):
         commit_mask(np.zeros((3, 3), np.uint8), np.ones((3, 3), bool), label_id=0)
+
+
+def test_undo_out_of_order_is_refused_and_in_order_restores(nuclei2d):
+    labels = np.zeros((40, 40), np.uint16)
+    first = np.zeros_like(labels, bool)
+    first[5:20, 5:20] = True
+    second = np.zeros_like(labels, bool)
+    second[10:30, 10:30] = True
+    a = commit_mask(labels, first)
+    b = commit_mask(labels, second, overwrite=True)  # takes part of the first object
+    before = labels.copy()
+    with pytest.raises(ValueError, match="undo the later commits first"):
+        a.undo(labels)
+    np.testing.assert_array_equal(labels, before)  # nothing changed
+    b.undo(labels)
+    a.undo(labels)
+    assert not labels.any()

@@ -14,13 +14,18 @@ class Commit:
     label_id: int
     index: tuple[np.ndarray, ...]  # coordinates of the pixels that changed
     previous: np.ndarray  # their values before the commit
+    written: np.ndarray | None = None  # their values after it
 
     @property
     def n_pixels(self) -> int:
         return int(self.previous.size)
 
     def undo(self, labels: np.ndarray) -> None:
-        """Restore the pixels this commit changed."""
+        """Restore the pixels this commit changed. Refused (ValueError, nothing changed) when a
+        later change touched them: undo that one first, or its pixels would be lost."""
+        if self.written is not None and not np.array_equal(labels[self.index], self.written):
+            raise ValueError(f"the pixels of this commit (label {self.label_id}) were changed after it; undo the "
+                             "later commits first (undoing this one now would erase what they wrote)")
         labels[self.index] = self.previous
 
 
@@ -97,5 +102,6 @@ def commit_mask(
         target |= (labels == label_id) & ~mask
     index = np.nonzero(target)
     previous = labels[index]  # fancy indexing copies
-    labels[index] = np.where(mask[index], label_id, 0).astype(labels.dtype)
-    return Commit(label_id, index, previous)
+    written = np.where(mask[index], label_id, 0).astype(labels.dtype)
+    labels[index] = written
+    return Commit(label_id, index, previous, written)
