@@ -87,7 +87,8 @@ def intensity_window(
         try:
             lo, hi = (float(v) for v in contrast_limits)
         except (TypeError, ValueError):
-            raise ValueError(f"contrast_limits must be two finite numbers with low < high, got {contrast_limits!r}") from None
+            raise ValueError("contrast_limits must be two finite numbers with low < high, "
+                             f"got {contrast_limits!r}") from None
         if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
             raise ValueError(f"contrast_limits must be two finite numbers with low < high, got {contrast_limits}")
         return lo, hi
