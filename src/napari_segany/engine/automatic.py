@@ -36,7 +36,7 @@ class GridSettings:
     stability_offset: float = 1.0
     nms_iou: float = 0.7
     min_area: int = 20
-    batch: int = 64
+    batch: int = 16
 
     def __post_init__(self):
         n = self.points_per_side
