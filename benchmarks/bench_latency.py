@@ -76,7 +76,7 @@ class Marks:
         self.timer.start()
 
 
-def _viewer_with_widget(image, app, precision="fp32"):
+def _viewer_with_widget(image, app, precision="auto"):
     import napari
 
     viewer = napari.Viewer(show=True)
@@ -84,7 +84,7 @@ def _viewer_with_widget(image, app, precision="fp32"):
     layer = viewer.add_image(image, name="image")
     _, widget = viewer.window.add_plugin_dock_widget("napari-segany", "Segment Anything")
     _wait(app, lambda: widget.state.predictor is not None, timeout=300)  # the included model loads itself
-    if precision != widget.state.predictor.precision:
+    if precision != "auto" and precision != widget.state.predictor.precision:  # "auto" is the widget's own
         from napari_segany import Predictor
 
         widget.controller.set_predictor(Predictor(widget.state.predictor.model, precision=precision), "included")
@@ -169,7 +169,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--slices", type=int, default=5)
-    parser.add_argument("--precision", default="fp32", help="the predictor's precision (fp32, bf16, auto)")
+    parser.add_argument("--precision", default="auto",
+                        help="the predictor's precision: auto (the widget's default), fp32 or bf16")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -177,11 +178,14 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
+    from napari_segany import Predictor, load_model
+
+    resolved = Predictor(load_model(), precision=args.precision).precision  # what "auto" means here
     click = bench_2d(app, args.clicks, args.precision)
     slices = bench_new_slice(app, args.slices, args.precision)
     env = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
            "machine": platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2),
-           "precision": args.precision}
+           "precision": args.precision, "precision_used": resolved}
     print(f"\nclick on an embedded slice ({click['clicks']} clicks, {click['views']} views, zoom on):")
     print(f"  first preview  median {click['first_ms_median']} ms, max {click['first_ms_max']} ms (target 150)")
     print(f"  final answer   median {click['final_ms_median']} ms, max {click['final_ms_max']} ms "
