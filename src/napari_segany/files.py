@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine.userdata import folder_problem
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -43,21 +45,14 @@ def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
         p = Path(os.path.realpath(p))
     if p.is_dir():
         raise IsADirectoryError(f"the {what} {str(p)!r} is a folder; give the name of a file (inside it)")
-    parent = nearest_existing(p.parent)  # the folders below it are created
-    if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write the {what} {str(p)!r}: {str(parent)!r} is a file, not a folder; "
-                                 "choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write the {what} {str(p)!r}: the folder {str(parent)!r} is not writable "
+    problem = folder_problem(p.parent)  # missing folders below it are created
+    if problem is not None and problem[1] is NotADirectoryError:
+        raise NotADirectoryError(f"cannot write the {what} {str(p)!r}: {str(problem[0])!r} is a file, not a "
+                                 "folder; choose another path")
+    if problem is not None:
+        raise PermissionError(f"cannot write the {what} {str(p)!r}: the folder {str(problem[0])!r} is not writable "
                               "for this user; choose another path")
     return p
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path`` itself if it exists, else its nearest existing parent (what a mkdir would start from)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def _check_suffix(path: Path, endings: tuple[str, ...], kind: str) -> None:

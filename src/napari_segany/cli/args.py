@@ -196,15 +196,15 @@ def check_prompts_fit(args: argparse.Namespace, size: tuple[int, int], where: st
 
 def check_cache_folder(path: str) -> Path:
     """--cache: a folder, or one that can be made (not a file, nor under a file)."""
-    from ..files import nearest_existing
+    from ..engine.userdata import folder_problem
 
     p = Path(path).expanduser()
-    existing = nearest_existing(p)
-    if not existing.is_dir():
-        raise NotADirectoryError(f"--cache {p}: {str(existing)!r} is a file, not a folder; pass a folder for the "
+    problem = folder_problem(p)
+    if problem is not None and problem[1] is NotADirectoryError:
+        raise NotADirectoryError(f"--cache {p}: {str(problem[0])!r} is a file, not a folder; pass a folder for the "
                                  "embedding cache")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"--cache {p}: the folder {str(existing)!r} is not writable for this user; pass "
+    if problem is not None:
+        raise PermissionError(f"--cache {p}: the folder {str(problem[0])!r} is not writable for this user; pass "
                               "another folder")
     return p
 

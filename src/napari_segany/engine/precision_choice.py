@@ -13,6 +13,7 @@ measuring, e.g. to keep a cluster's runs identical across node types.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -146,6 +147,7 @@ def _read(path: Path) -> dict:
     return {k: v for k, v in data.items() if isinstance(v, dict) and v.get("precision") in ("fp32", "bf16")}
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_description() -> str:
     """The CPU's model name and instruction-set flags (Linux), else what platform reports."""
     try:

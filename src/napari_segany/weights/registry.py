@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from ..engine.predictor import Cancelled
-from ..engine.userdata import cache_root
+from ..engine.userdata import cache_root, folder_problem
 from .checkpoint import (
     detect_architecture, file_hash, read_checkpoint, require_hash_support,
 )
@@ -175,9 +175,9 @@ def check_cache_folder(folder: Path) -> None:
     where = (f"the cache folder {folder} (SEGANY_CACHE)" if os.environ.get("SEGANY_CACHE")
              else f"the cache folder {folder}")
     hint = "point SEGANY_CACHE at a folder you can write to, or unset it to use the default"
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise NotADirectoryError(f"Cannot download into {where}: {blocker} is a file, not a folder; {hint}.")
+    problem = folder_problem(folder)
+    if problem is not None and problem[1] is NotADirectoryError:
+        raise NotADirectoryError(f"Cannot download into {where}: {problem[0]} is a file, not a folder; {hint}.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
