@@ -26,6 +26,7 @@ S = "segment {img} -o {out} -m {absent}"  # refused before the model loads
 ST = "segment {img} -o {out} -m {model}"  # refused with the model loaded
 P = "propagate {vol} -o {out} -m {absent} --slice 1"
 E = "embed {vol} --cache {cache} -m {absent}"
+A = "auto {img} -d {tmp}/out -m {absent}"
 CLI = [
     # prompts
     cli("point-negative-row", S + " --point -5,10", 1, "--point -5,10", "outside"),
@@ -146,6 +147,43 @@ CLI = [
     cli("embed-channel-of-3d", E + " --channel 0", 1, "--channel"),
     cli("embed-without-cache", "embed {vol} -m {absent}", 2, "--cache"),
     cli("embed-contrast-reversed", E + " --contrast-limits 9,1", 2, "--contrast-limits"),
+    # auto (one input that fails is reported like a refused command: exit 1, nothing written)
+    cli("auto-points-per-side-0", A + " --points-per-side 0", 2, "--points-per-side"),
+    cli("auto-points-per-side-300", A + " --points-per-side 300", 2, "--points-per-side", "256"),
+    cli("auto-points-per-side-fraction", A + " --points-per-side 2.5", 2, "--points-per-side"),
+    cli("auto-min-iou-1.5", A + " --min-iou 1.5", 2, "--min-iou", "0 to 1"),
+    cli("auto-min-stability-nan", A + " --min-stability nan", 2, "--min-stability"),
+    cli("auto-nms-iou-negative", A + " --nms-iou -0.2", 2, "--nms-iou"),
+    cli("auto-min-area-negative", A + " --min-area -1", 2, "--min-area"),
+    cli("auto-without-output", "auto {img} -m {absent}", 2, "--output-dir", "-o"),
+    cli("auto-output-and-output-dir", A + " -o {tmp}/o.tif", 2, "-o", "--output-dir"),
+    cli("auto-input-missing", "auto {tmp}/missing.tif -d {tmp}/out -m {absent}", 1, "missing.tif"),
+    cli("auto-pattern-matches-nothing", "auto {tmp}/*.jpg -d {tmp}/out -m {absent}", 1, "*.jpg", "pattern"),
+    cli("auto-folder-without-images", "auto {tmp} -d {tmp}/out -m {absent}", 1, "holds no image files"),
+    cli("auto-output-is-input", "auto {img} -o {img} -m {absent} --overwrite", 1, "img.tif", "never overwritten"),
+    cli("auto-output-png-name", "auto {img} -o {tmp}/o.png -m {absent}", 1, "-o", ".tif"),
+    cli("auto-output-dir-is-a-file", "auto {img} -d {a_file} -m {absent}", 1, "a_file", "not a folder"),
+    cli("auto-o-with-two-inputs", "auto {img} {rgb} -o {tmp}/o.tif -m {absent}", 1, "-o", "--output-dir"),
+    cli("auto-same-name-twice", "auto {text_tif} {text_png} -d {tmp}/out -m {absent}", 1, "notes.tif",
+        "notes.png", "same name"),
+    cli("auto-image-text", "auto {text_tif} -d {tmp}/out -m {absent}", 1, "notes.tif"),
+    cli("auto-image-empty-file", "auto {empty_tif} -d {tmp}/out -m {absent}", 1, "empty.tif"),
+    cli("auto-image-1d", "auto {line} -d {tmp}/out -m {absent}", 1, "line.tif", "(100,)"),
+    cli("auto-image-5d", "auto {five_d} -d {tmp}/out -m {absent}", 1, "five.tif", "(2, 2, 2, 16, 16)"),
+    cli("auto-image-all-nan", "auto {nan_img} -d {tmp}/out -m {model}", 1, "finite"),
+    cli("auto-image-complex", "auto {cplx} -d {tmp}/out -m {model}", 1, "complex"),
+    cli("auto-channel-on-2d", A + " --channel 1", 1, "--channel 1"),
+    cli("auto-channel-out-of-range", "auto {rgb} -d {tmp}/out -m {absent} --channel 5", 1, "--channel 5"),
+    cli("auto-volume-on-2d", A + " --volume", 1, "--volume"),
+    cli("auto-volume-axis-5", "auto {vol} -d {tmp}/out -m {absent} --axis 5", 1, "--axis 5"),
+    cli("auto-volume-channel-of-3d", "auto {vol} -d {tmp}/out -m {absent} --volume --channel 1", 1, "--channel 1"),
+    cli("auto-existing-missing", A + " --existing {tmp}/none.tif", 1, "none.tif"),
+    cli("auto-existing-wrong-shape", A + " --existing {vol}", 1, "--existing", "(4, 64, 64)"),
+    cli("auto-existing-two-inputs", "auto {img} {rgb} -d {tmp}/out -m {absent} --existing {img}", 1, "--existing"),
+    cli("auto-existing-is-output", "auto {img} -o {existing} -m {absent} --existing {existing} --overwrite", 1,
+        "existing.tif", "never overwritten"),
+    cli("auto-model-missing", A, 1, "absent.pth"),
+    cli("auto-device-tpu", A + " --device tpu", 1, "tpu"),
     # models and download (the cache is a folder of the test)
     cli("models-import-missing", "models --import {tmp}/none.pth --name vit_t", 1, "none.pth", env=CACHE),
     cli("models-import-without-name", "models --import {garbage_pth}", 1, "--name", env=CACHE),

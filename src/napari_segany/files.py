@@ -99,7 +99,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
     _check_suffix(Path(path), TIFF_SUFFIXES, "a TIFF")
     if labels.dtype == bool:
         labels = labels.astype(np.uint8)
-    return _atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, labels, compression="zlib"))
+    # minisblack: a stack of 3 or 4 slices would otherwise be stored as one RGB(A) picture
+    return _atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, labels, compression="zlib",
+                                                                  photometric="minisblack"))
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
@@ -128,3 +130,17 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
     colours = label2rgb(labels, bg_label=0)
     rgb[edges] = colours[edges]
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: list[list]) -> Path:
+    """Write a table as CSV with a header line (``columns``), atomically; ``path`` must end in .csv."""
+    import csv
+
+    _check_suffix(Path(path), (".csv",), "a CSV table")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(columns)
+            out.writerows(rows)
+    return _atomic_write(Path(path), write)
