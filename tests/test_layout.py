@@ -84,8 +84,9 @@ def _part(module: str) -> str:
 
 
 def test_public_names_are_all_there():
-    expected = {"Cancelled", "EmbeddingStore", "ImageEmbedding", "Prediction", "PropagationResult",
-                "Predictor", "Window", "ZoomPredictor", "load_model", "propagate"}
+    expected = {"Cancelled", "EmbeddingStore", "GridSettings", "ImageEmbedding", "Objects", "Prediction",
+                "PropagationResult", "Predictor", "VolumeObjects", "Window", "ZoomPredictor", "load_model",
+                "propagate", "segment_everything", "segment_volume"}
     assert set(sg.__all__) == expected
     for name in expected:
         assert getattr(sg, name) is not None

@@ -11,9 +11,12 @@ from .engine.predictor import Cancelled, ImageEmbedding, Prediction, Predictor
 from .weights.load import load_model
 from .volume import EmbeddingStore, PropagationResult, propagate
 from .engine.zoom import Window, ZoomPredictor
+from .engine.automatic import GridSettings, Objects, segment_everything
+from .volume.automatic import VolumeObjects, segment_volume
 
 __all__ = [
-    "Cancelled", "EmbeddingStore", "ImageEmbedding", "Prediction", "PropagationResult", "Predictor",
-    "Window", "ZoomPredictor", "load_model", "propagate",
+    "Cancelled", "EmbeddingStore", "GridSettings", "ImageEmbedding", "Objects", "Prediction", "PropagationResult",
+    "Predictor", "VolumeObjects", "Window", "ZoomPredictor", "load_model", "propagate", "segment_everything",
+    "segment_volume",
 ]
 __version__ = "0.1.0"
