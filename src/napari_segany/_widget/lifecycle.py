@@ -31,18 +31,20 @@ HELP = (
 )
 
 
-def _deleted_with_the_viewer(controller, propagator, closed, _obj=None) -> None:
-    """Drop the work of a widget that Qt deleted without closing it (its viewer closed)."""
+def _deleted_with_the_viewer(controller, runners, closed, _obj=None) -> None:
+    """Drop the work of a widget that Qt deleted without closing it (its viewer closed): the
+    controller's and that of ``runners`` (propagation, segment everything)."""
     if not closed[0]:
         closed[0] = True
-        propagator.close()
+        for runner in runners:
+            runner.close()
         controller.close()
 
 
 
 class LifecycleMixin:
     """Key bindings and teardown of :class:`~napari_segany._widget.widget.SegmentAnythingWidget`
-    (they use its ``viewer``, ``controller``, ``propagator``, ``model_panel`` and flags)."""
+    (they use its ``viewer``, ``controller``, ``propagator``, ``everything``, ``model_panel`` and flags)."""
 
     KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts", "Shift-P": "propagate",
             "1": ("choose", 0), "2": ("choose", 1), "3": ("choose", 2)}
@@ -101,6 +103,7 @@ class LifecycleMixin:
             ev.disconnect(self.refresh_targets)
         self.model_panel.close_panel()
         self.propagator.close()
+        self.everything.close()
         c.release_undo_keys()
         c.prompts.close()
         c.close()

@@ -14,6 +14,8 @@ from qtpy.QtWidgets import (
 from .candidates import CandidatePicker
 from .commit import fits_image, layer_file
 from .controller import Controller
+from .everything import Everything
+from .everything_panel import EverythingPanel
 from .lifecycle import HELP, LifecycleMixin, _deleted_with_the_viewer
 from .layers import find_layer
 from .preview import hex_rgb
@@ -126,6 +128,10 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         vl.addWidget(self.propagate_cancel)
         layout.addWidget(volume)
 
+        self.everything = Everything(self.controller)
+        self.everything_panel = EverythingPanel(self.everything)
+        layout.addWidget(self.everything_panel)
+
         self.status_label = QLabel("Load a model to start.")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
@@ -149,7 +155,8 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         self.scroll.setMinimumWidth(content.minimumSizeHint().width() + bar)
         # closing the viewer deletes the dock and this widget with it (no close event, no
         # ParentChange): the work under way is dropped then, so that it never reaches a dead widget
-        self.destroyed.connect(partial(_deleted_with_the_viewer, self.controller, self.propagator, self._closed))
+        self.destroyed.connect(partial(_deleted_with_the_viewer, self.controller, (self.propagator, self.everything),
+                                       self._closed))
         self._auto_load()
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name): as narrow as the content allows, for the canvas
@@ -223,6 +230,8 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         p.status.connect(self.status_label.setText)
         p.busy.connect(self.propagate_cancel.setEnabled)
         p.busy.connect(lambda busy: self.propagate_button.setEnabled(not busy))
+        self.everything.status.connect(self.status_label.setText)
+        self.everything.written.connect(self._committed)  # the preview's colour is chosen again
         self.target_combo.currentIndexChanged.connect(self._target_selected)
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed):
