@@ -180,10 +180,21 @@ def test_everything_on_real_nuclei(nuclei_embedding, nuclei2d):
     assert labels.shape == truth.shape and labels.dtype == np.uint32
     assert [row["id"] for row in table] == list(range(1, len(table) + 1)) == list(np.unique(labels)[1:])
     _rows_match_labels(first)
-    assert all(row["area"] >= 20 and row["predicted_iou"] >= 0.58 and row["stability"] >= 0.95 for row in table)
+    assert all(row["area"] >= 20 and row["predicted_iou"] >= 0.58 and row["stability"] >= 0.5 for row in table)
     ious = _matched(labels, truth)
     precision, recall = len(ious) / len(table), len(ious) / (len(np.unique(truth)) - 1)
     assert precision > 0.8 and recall > 0.45 and np.mean(ious) > 0.75  # measured 0.90, 0.55, 0.82
     coarse = GridSettings(points_per_side=12)
     np.testing.assert_array_equal(sg.segment_everything(predictor, embedding=emb, settings=coarse).labels,
                                   sg.segment_everything(predictor, embedding=emb, settings=coarse).labels)
+
+
+def test_new_ids_can_start_above_the_whole_volume(nuclei_embedding, nuclei2d):
+    predictor, emb = nuclei_embedding
+    existing = np.zeros((512, 512), np.uint16)
+    existing[:20, :20] = 7
+    out = sg.segment_everything(predictor, embedding=emb, settings=GridSettings(points_per_side=6),
+                                existing=existing, first_id=500)
+    assert out.new_ids and out.new_ids[0] == 500 and (out.labels[:20, :20] == 7).all()
+    with pytest.raises(ValueError, match="reuse ids"):
+        sg.segment_everything(predictor, embedding=emb, existing=existing, first_id=7)

@@ -45,8 +45,10 @@ def register(sub) -> None:
     grid.add_argument("--min-iou", type=_fraction("--min-iou"), default=None, metavar="F",
                       help="least predicted IoU of an object (default: the model's propagation level + 0.08; "
                       "0.58 for the included model, 0.88 for SAM)")
-    grid.add_argument("--min-stability", type=_fraction("--min-stability"), default=0.95, metavar="F",
-                      help="least stability of the mask under a shift of its cut-off (default 0.95)")
+    grid.add_argument("--min-stability", type=_fraction("--min-stability"), default=None, metavar="F",
+                      help="least stability of the mask under a shift of its cut-off by +/-1 (default: the "
+                      "model's; 0.95 for SAM, 0.5 for the included model, whose stability does not tell right "
+                      "candidates from wrong)")
     grid.add_argument("--nms-iou", type=_fraction("--nms-iou"), default=0.7, metavar="F",
                       help="a candidate whose box overlaps a better one's by more is dropped (default 0.7)")
     grid.add_argument("--min-area", type=cli_args.count(0), default=20, metavar="PX",

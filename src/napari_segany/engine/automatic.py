@@ -62,7 +62,7 @@ class _Piece:
 
 
 def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | None = None,
-                       settings: GridSettings | None = None, existing=None,
+                       settings: GridSettings | None = None, existing=None, first_id: int | None = None,
                        progress: Callable[[int, int], None] | None = None,
                        should_stop: Callable[[], bool] | None = None, channel: int | None = None,
                        rgb: bool | None = None, contrast_limits: tuple[float, float] | None = None) -> Objects:
@@ -80,6 +80,9 @@ def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | Non
     existing : (H, W) integer labels, optional
         Objects already there: they are kept as they are and only unlabelled pixels receive new
         objects, numbered from ``existing.max() + 1``.
+    first_id : int, optional
+        The first new id instead (above every id of ``existing``), e.g. one above the highest id of
+        the whole volume that ``existing`` is a slice of.
     progress : callable(done, total), optional
         Grid points dealt with, over all tiles.
     should_stop : callable() -> bool, optional
@@ -99,7 +102,7 @@ def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | Non
         frame = int(predictor.model.image_encoder.img_size)
         tiles = tile_layout(shape, frame, settings) if settings.tile == "auto" else [(slice(0, shape[0]),
                                                                                         slice(0, shape[1]))]
-    labels, first_id = start_labels(existing, shape)
+    labels, first_id = start_labels(existing, shape, first_id)
     taken = labels > 0 if existing is not None else None
     model_size = int(predictor.model.image_encoder.img_size)
     total = sum(len(grid_points((r.stop - r.start, c.stop - c.start), model_size, settings)) for r, c in tiles)
@@ -141,10 +144,14 @@ def tile_layout(shape: tuple[int, int], frame: int, settings: GridSettings) -> l
             for r in starts[0] for c in starts[1]]
 
 
-def start_labels(existing, shape) -> tuple[np.ndarray, int]:
-    """``existing`` checked against ``shape`` as uint32 labels to paint into, and the first new id."""
+def start_labels(existing, shape, first_id: int | None = None) -> tuple[np.ndarray, int]:
+    """``existing`` checked against ``shape`` as uint32 labels to paint into, and the first new id
+    (``first_id`` if given, checked to lie above every existing id)."""
+    if first_id is not None and not (isinstance(first_id, (int, np.integer)) and not isinstance(first_id, bool)
+                                     and 1 <= first_id < 2**32 - 1):
+        raise ValueError(f"first_id must be a whole number from 1 to 4294967294, got {first_id!r}")
     if existing is None:
-        return np.zeros(shape, np.uint32), 1
+        return np.zeros(shape, np.uint32), 1 if first_id is None else int(first_id)
     existing = np.asarray(existing)
     if existing.shape != tuple(shape):
         raise ValueError(f"existing labels have shape {existing.shape} but the image is {tuple(shape)}; pass the "
@@ -155,7 +162,10 @@ def start_labels(existing, shape) -> tuple[np.ndarray, int]:
     if int(existing.min(initial=0)) < 0 or top >= 2**32 - 1:
         raise ValueError("existing labels must lie between 0 and 4294967294; renumber them first "
                          "(e.g. skimage.segmentation.relabel_sequential)")
-    return existing.astype(np.uint32), top + 1
+    if first_id is not None and first_id <= top:
+        raise ValueError(f"first_id={first_id} would reuse ids of the existing labels (up to {top}); pass a "
+                         "larger one, or leave it out to count on from the highest")
+    return existing.astype(np.uint32), top + 1 if first_id is None else int(first_id)
 
 
 def _pieces(kept: list, tile: tuple[slice, slice], shape, t: int) -> list[_Piece]:

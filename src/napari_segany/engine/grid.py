@@ -28,7 +28,8 @@ class GridSettings:
     every ``spacing`` model-frame pixels: 32 per side for SAM's 1024 px frame, 16 for the included
     model's 512 px); ``min_iou``: least predicted IoU (None: the model's propagation level plus
     0.08, 0.88 for SAM); ``min_stability``: least ratio of the mask's area at cut-off +offset to its
-    area at -offset; ``nms_iou``: boxes overlapping a better candidate's by more are dropped;
+    area at -offset (None: the model's :attr:`~napari_segany.model.ModelInfo.min_stability`, 0.95
+    for SAM); ``nms_iou``: boxes overlapping a better candidate's by more are dropped;
     ``min_area``: least object area in image pixels; ``batch``: prompts per decoder call;
     ``skip_covered``: do not ask points inside a candidate already accepted (faster on crowded
     images; False asks every point, as SAM's automatic mask generator does); ``tile``: "auto" cuts
@@ -40,7 +41,7 @@ class GridSettings:
     points_per_side: int | None = None
     spacing: int = 32
     min_iou: float | None = None
-    min_stability: float = 0.95
+    min_stability: float | None = None
     stability_offset: float = 1.0
     nms_iou: float = 0.7
     min_area: int = 20
@@ -53,11 +54,10 @@ class GridSettings:
         n = self.points_per_side
         if n is not None and not (_whole(n) and 1 <= n <= 256):
             raise ValueError(f"points_per_side must be a whole number from 1 to 256, got {n!r}")
-        for name in ("min_stability", "nms_iou"):
-            if not _number(getattr(self, name)) or not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"{name} must lie between 0 and 1, got {getattr(self, name)!r}")
-        if self.min_iou is not None and (not _number(self.min_iou) or not 0.0 <= float(self.min_iou) <= 1.0):
-            raise ValueError(f"min_iou must lie between 0 and 1, got {self.min_iou!r}")
+        for name in ("min_iou", "min_stability", "nms_iou"):
+            value = getattr(self, name)
+            if (value is not None or name == "nms_iou") and (not _number(value) or not 0.0 <= float(value) <= 1.0):
+                raise ValueError(f"{name} must lie between 0 and 1, got {value!r}")
         if not _number(self.stability_offset) or not 0.0 < float(self.stability_offset) <= 10.0:
             raise ValueError(f"stability_offset must lie in (0, 10] logits, got {self.stability_offset!r}")
         for name, least in (("min_area", 0), ("batch", 1), ("spacing", 1)):
@@ -67,6 +67,11 @@ class GridSettings:
             raise ValueError(f"tile must be 'auto' or 'never', got {self.tile!r}")
         if self.tile_overlap is not None and not (_whole(self.tile_overlap) and self.tile_overlap >= 0):
             raise ValueError(f"tile_overlap must be a whole number of pixels >= 0, got {self.tile_overlap!r}")
+
+    def least_stability(self, model) -> float:
+        if self.min_stability is not None:
+            return float(self.min_stability)
+        return float(getattr(getattr(model, "info", None), "min_stability", 0.95))
 
     def least_iou(self, model) -> float:
         if self.min_iou is not None:
@@ -122,6 +127,7 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
     geometry = embedding.geometry
     frame = _LowRes(geometry, predictor.model.low_res_size)
     min_iou = settings.least_iou(predictor.model)
+    min_stability = settings.least_stability(predictor.model)
     points = grid_points(tuple(geometry.original_size), geometry.model_size, settings)
     if taken is not None:
         at = points.astype(int)
@@ -148,7 +154,7 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
                 if score < min_iou:
                     continue
                 stability, box, inside = _judge(answer.logits[k], frame, settings.stability_offset)
-                if box is not None and stability >= settings.min_stability:
+                if box is not None and stability >= min_stability:
                     found.append(Candidate(float(score), stability, box, answer, k))
                     covered[: inside.shape[0], : inside.shape[1]] |= inside
         if progress is not None:

@@ -36,6 +36,10 @@ class ModelInfo:
     default: scores are on each model's own scale (0.8 suits SAM's).
     ``views`` is how many mirrored views of an image the command line and the
     napari widget average by default (:mod:`napari_segany.engine.views`).
+    ``min_stability`` is the least stability (area at logit cut-off +1 over
+    area at -1) automatic segmentation asks of a candidate by default: 0.95
+    for SAM's sharp logits; a model whose stability does not tell right
+    candidates from wrong ones sets it lower.
     """
 
     name: str
@@ -45,6 +49,7 @@ class ModelInfo:
     sha256: str = ""
     stop_iou: float = DEFAULT_STOP_IOU
     views: int = 1
+    min_stability: float = 0.95
 
 
 class Sam(nn.Module):

@@ -41,7 +41,7 @@ class VolumeObjects:
 
 
 def segment_volume(predictor, volume, *, axis: int = 0, settings: GridSettings | None = None, existing=None,
-                   store=None, link_iou: float = 0.25, max_gap: int = 1,
+                   first_id: int | None = None, store=None, link_iou: float = 0.25, max_gap: int = 1,
                    progress: Callable[[int, int], None] | None = None,
                    should_stop: Callable[[], bool] | None = None, channel: int | None = None,
                    contrast_limits: tuple[float, float] | None = None) -> VolumeObjects:
@@ -56,10 +56,11 @@ def segment_volume(predictor, volume, *, axis: int = 0, settings: GridSettings |
     settings : GridSettings, optional
     existing : labels of the volume's shape, optional
         Objects already there stay as they are; only unlabelled voxels receive new objects,
-        numbered from ``existing.max() + 1``.
+        numbered from ``existing.max() + 1`` (or ``first_id``, above them).
     store : EmbeddingStore, optional
         Embeddings of this volume's slices along ``axis`` to use (each slice then segmented whole,
-        not in tiles); without one each slice is encoded here.
+        not in tiles; the store's slices are the ones segmented, so it must be of these very
+        voxels); without one each slice is encoded here.
     link_iou : float
         Least overlap (IoU) of two 2D objects on neighbouring slices to be one 3D object.
     max_gap : int
@@ -76,10 +77,10 @@ def segment_volume(predictor, volume, *, axis: int = 0, settings: GridSettings |
     axis = check_axis(axis, 3)
     if not 0.0 < float(link_iou) <= 1.0 or int(max_gap) < 0:
         raise ValueError("link_iou must lie in (0, 1] and max_gap be a whole number >= 0")
-    if store is not None and (store.volume is not volume or store.axis != axis):
+    if store is not None and (tuple(store.volume.shape) != shape or store.axis != axis):
         raise ValueError("store= holds the embeddings of another volume or axis; pass the store of this "
                          "volume along this axis, or none")
-    labels, first_id = start_labels(existing, shape[:3])
+    labels, first_id = start_labels(existing, shape[:3], first_id)
     window = store.window if store is not None else volume_window(volume, axis, channel=channel,
                                                                   contrast_limits=contrast_limits)
     n = shape[axis]

@@ -305,21 +305,23 @@ def load_model(
                          f"{', '.join(PREPROCESS_MODES)}. Pass preprocess= to override.")
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=mode, source=str(path),
-                           sha256=digests["sha256"], stop_iou=_stop_iou(state.config, spec),
-                           views=spec.views if spec else 1)
+                           sha256=digests["sha256"], stop_iou=_level(state.config, spec, "stop_iou"),
+                           views=spec.views if spec else 1,
+                           min_stability=_level(state.config, spec, "min_stability"))
     return model
 
 
-def _stop_iou(config: dict, spec: registry.ModelSpec | None) -> float:
-    """Propagation's stop level for a file: its config's ``stop_iou`` (our format), else that of
-    the registry entry the file's hash matches, else the SAM default."""
-    value = config.get("stop_iou", spec.stop_iou if spec else ModelInfo.stop_iou)
+def _level(config: dict, spec: registry.ModelSpec | None, key: str) -> float:
+    """A level between 0 and 1 for a file (``stop_iou``: propagation's stop; ``min_stability``:
+    automatic segmentation's): its config's (our format), else that of the registry entry the
+    file's hash matches, else the SAM default."""
+    value = config.get(key, getattr(spec, key) if spec else getattr(ModelInfo, key))
     try:
         value = float(value)
     except (TypeError, ValueError):
         value = -1.0
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"The checkpoint's config has stop_iou={config.get('stop_iou')!r}; expected a "
+        raise ValueError(f"The checkpoint's config has {key}={config.get(key)!r}; expected a "
                          "number between 0 and 1. Fix or remove that entry of the file's config.")
     return value
 
@@ -340,7 +342,8 @@ def _load_registered(name: str, dev: torch.device, preprocess: str | None, progr
         sha256 = file_digests(path, ["sha256"])["sha256"]
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=preprocess or spec.preprocess,
-                           source=str(path), sha256=sha256, stop_iou=spec.stop_iou, views=spec.views)
+                           source=str(path), sha256=sha256, stop_iou=spec.stop_iou, views=spec.views,
+                           min_stability=spec.min_stability)
     return model
 
 
