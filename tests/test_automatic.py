@@ -17,6 +17,9 @@ def test_the_grid_covers_the_image_evenly():
     assert pts[:, 0].min() == 32 and pts[:, 0].max() == 512 - 32 and pts[:, 1].max() == 256 - 32
     assert len(grid_points((100, 100), 1024, GridSettings())) == 32 * 32  # SAM's density by default
     assert len(grid_points((100, 100), 512, GridSettings())) == 16 * 16  # the same spacing in a 512 px frame
+    dense = grid_points((512, 300), 512, GridSettings(object_size=16))  # every 16 px disc holds a point
+    step = np.diff(np.unique(dense[:, 0]))
+    assert step.max() <= 0.75 * 16 + 1e-9 and len(grid_points((10**4, 10), 512, GridSettings(object_size=2))) <= 256
 
 
 def test_overlapping_boxes_keep_the_best():
@@ -29,7 +32,8 @@ def test_overlapping_boxes_keep_the_best():
 
 @pytest.mark.parametrize("bad", [dict(points_per_side=0), dict(points_per_side=2.5), dict(nms_iou=1.5),
                                  dict(min_iou=-0.1), dict(batch=0), dict(min_area=True), dict(tile="always"),
-                                 dict(tile_overlap=-1), dict(min_stability=float("nan"))])
+                                 dict(tile_overlap=-1), dict(min_stability=float("nan")),
+                                 dict(object_size=1), dict(object_size=float("inf"))])
 def test_settings_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
         GridSettings(**bad)

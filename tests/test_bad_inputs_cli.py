@@ -151,6 +151,8 @@ CLI = [
     cli("auto-points-per-side-0", A + " --points-per-side 0", 2, "--points-per-side"),
     cli("auto-points-per-side-300", A + " --points-per-side 300", 2, "--points-per-side", "256"),
     cli("auto-points-per-side-fraction", A + " --points-per-side 2.5", 2, "--points-per-side"),
+    cli("auto-object-size-1", A + " --object-size 1", 2, "--object-size", "2 pixels"),
+    cli("auto-object-size-nan", A + " --object-size nan", 2, "--object-size"),
     cli("auto-min-iou-1.5", A + " --min-iou 1.5", 2, "--min-iou", "0 to 1"),
     cli("auto-min-stability-nan", A + " --min-stability nan", 2, "--min-stability"),
     cli("auto-nms-iou-negative", A + " --nms-iou -0.2", 2, "--nms-iou"),

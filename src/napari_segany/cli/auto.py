@@ -42,6 +42,9 @@ def register(sub) -> None:
     grid.add_argument("--points-per-side", type=_per_side, default=None, metavar="N",
                       help="prompt points along the longest side of the image (or of each model-sized tile); "
                       "default one every 32 pixels of the model's frame (16 for the included model, 32 for SAM)")
+    grid.add_argument("--object-size", type=_diameter, default=None, metavar="PX",
+                      help="diameter in pixels of the smallest objects to find: the grid is made dense enough "
+                      "that each holds a point (instead of --points-per-side; slower for small sizes)")
     grid.add_argument("--min-iou", type=_fraction("--min-iou"), default=None, metavar="F",
                       help="least predicted IoU of an object (default: the model's propagation level + 0.08; "
                       "0.58 for the included model, 0.88 for SAM)")
@@ -74,6 +77,16 @@ def _per_side(text: str) -> int:
     value = cli_args.count(1)(text)
     if value > 256:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 256, got {text!r}")
+    return value
+
+
+def _diameter(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 2.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be an object diameter of at least 2 pixels, got {text!r}")
     return value
 
 
@@ -112,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine.automatic import GridSettings
 
-    settings = GridSettings(points_per_side=args.points_per_side, min_iou=args.min_iou,
+    settings = GridSettings(points_per_side=args.points_per_side, object_size=args.object_size,
+                            min_iou=args.min_iou,
                             min_stability=args.min_stability, nms_iou=args.nms_iou, min_area=args.min_area)
     sources = expand_inputs(args.inputs)
     if args.existing is not None and len(sources) != 1:
@@ -139,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "model": None if pred is None else pred.model.info.name,
             "precision": None if pred is None else pred.precision,
-            "settings": {k: getattr(settings, k) for k in ("points_per_side", "min_iou", "min_stability", "nms_iou",
+            "settings": {k: getattr(settings, k) for k in ("points_per_side", "object_size", "min_iou",
+                                                             "min_stability", "nms_iou",
                                                              "min_area")},
             "segmented": sum(r["status"] == "segmented" for r in results),
             "skipped": sum(r["status"] == "skipped" for r in results), "failed": failed, "inputs": results,

@@ -24,9 +24,11 @@ from .predictor import Cancelled
 class GridSettings:
     """How the grid is laid and which candidates are kept.
 
-    ``points_per_side``: grid points along the image's (or tile's) longest side (None: one point
-    every ``spacing`` model-frame pixels: 32 per side for SAM's 1024 px frame, 16 for the included
-    model's 512 px); ``min_iou``: least predicted IoU (None: the model's propagation level plus
+    ``points_per_side``: grid points along the image's (or tile's) longest side (None: from
+    ``object_size`` when given, else one point every ``spacing`` model-frame pixels: 32 per side
+    for SAM's 1024 px frame, 16 for the included model's 512 px); ``object_size``: diameter in
+    image pixels of the smallest objects to find: the points are then at most 3/4 of it apart,
+    so that each such object holds one (at most 256 per side); ``min_iou``: least predicted IoU (None: the model's propagation level plus
     0.08, 0.88 for SAM); ``min_stability``: least ratio of the mask's area at cut-off +offset to its
     area at -offset (None: the model's :attr:`~napari_segany.model.ModelInfo.min_stability`, 0.95
     for SAM); ``nms_iou``: boxes overlapping a better candidate's by more are dropped;
@@ -39,6 +41,7 @@ class GridSettings:
     """
 
     points_per_side: int | None = None
+    object_size: float | None = None
     spacing: int = 32
     min_iou: float | None = None
     min_stability: float | None = None
@@ -54,6 +57,8 @@ class GridSettings:
         n = self.points_per_side
         if n is not None and not (_whole(n) and 1 <= n <= 256):
             raise ValueError(f"points_per_side must be a whole number from 1 to 256, got {n!r}")
+        if self.object_size is not None and (not _number(self.object_size) or not self.object_size >= 2):
+            raise ValueError(f"object_size must be a diameter of at least 2 pixels, got {self.object_size!r}")
         for name in ("min_iou", "min_stability", "nms_iou"):
             value = getattr(self, name)
             if (value is not None or name == "nms_iou") and (not _number(value) or not 0.0 <= float(value) <= 1.0):
@@ -105,7 +110,10 @@ class Candidate:
 def grid_points(shape: tuple[int, int], model_size: int, settings: GridSettings) -> np.ndarray:
     """(N, 2) (row, col) prompt positions: cell centres of a square grid over the image."""
     longest = max(shape)
-    per_side = settings.points_per_side or max(1, round(model_size / settings.spacing))
+    per_side = settings.points_per_side
+    if per_side is None and settings.object_size is not None:
+        per_side = min(256, int(np.ceil(longest / (0.75 * float(settings.object_size)))))
+    per_side = per_side or max(1, round(model_size / settings.spacing))
     step = longest / per_side
     axes = []
     for size in shape:
