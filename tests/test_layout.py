@@ -22,9 +22,11 @@ ALLOWED = {
     "volume": {"model", "engine", "labels"},
     "files": {"engine"},
     "sample_data": set(),
-    "__init__": {"engine", "weights", "volume"},
-    "cli": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "_widget"},
-    "_widget": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data"},
+    "finetune": {"model", "engine", "weights", "volume", "files"},
+    "__init__": {"engine", "weights", "volume", "finetune"},
+    "cli": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "_widget",
+            "finetune"},
+    "_widget": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "finetune"},
 }
 
 
@@ -86,7 +88,7 @@ def _part(module: str) -> str:
 def test_public_names_are_all_there():
     expected = {"Cancelled", "EmbeddingStore", "GridSettings", "ImageEmbedding", "Objects", "Prediction",
                 "PropagationResult", "Predictor", "VolumeObjects", "Window", "ZoomPredictor", "load_model",
-                "propagate", "segment_everything", "segment_volume"}
+                "propagate", "segment_everything", "segment_volume", "finetune"}
     assert set(sg.__all__) == expected
     for name in expected:
         assert getattr(sg, name) is not None
@@ -144,5 +146,5 @@ def test_napari_and_qt_only_under_widget():
 
 def test_top_level_keeps_the_public_face_only():
     top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith((".", "__pycache__")))
-    assert top == ["__init__.py", "_models", "_widget", "cli", "engine", "files.py", "labels.py",
+    assert top == ["__init__.py", "_models", "_widget", "cli", "engine", "files.py", "finetune", "labels.py",
                    "model", "napari.yaml", "sample_data.py", "volume", "weights"]

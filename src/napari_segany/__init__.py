@@ -13,10 +13,11 @@ from .volume import EmbeddingStore, PropagationResult, propagate
 from .engine.zoom import Window, ZoomPredictor
 from .engine.automatic import GridSettings, Objects, segment_everything
 from .volume.automatic import VolumeObjects, segment_volume
+from . import finetune  # a callable module: sg.finetune(...) is finetune.finetune(...); sg.finetune.estimate(...)
 
 __all__ = [
     "Cancelled", "EmbeddingStore", "GridSettings", "ImageEmbedding", "Objects", "Prediction", "PropagationResult",
     "Predictor", "VolumeObjects", "Window", "ZoomPredictor", "load_model", "propagate", "segment_everything",
-    "segment_volume",
+    "segment_volume", "finetune",
 ]
 __version__ = "0.1.0"

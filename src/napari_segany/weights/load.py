@@ -306,7 +306,7 @@ def load_model(
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=mode, source=str(path),
                            sha256=digests["sha256"], stop_iou=_level(state.config, spec, "stop_iou"),
-                           views=spec.views if spec else 1,
+                           views=_views(state.config, spec),
                            min_stability=_level(state.config, spec, "min_stability"))
     return model
 
@@ -324,6 +324,16 @@ def _level(config: dict, spec: registry.ModelSpec | None, key: str) -> float:
         raise ValueError(f"The checkpoint's config has {key}={config.get(key)!r}; expected a "
                          "number between 0 and 1. Fix or remove that entry of the file's config.")
     return value
+
+
+def _views(config: dict, spec: registry.ModelSpec | None) -> int:
+    """How many mirrored views a file's model recommends: its config's (our format, e.g. a fine-tuned
+    model keeps its base model's), else that of the registry entry its hash matches, else 1."""
+    value = config.get("views", spec.views if spec else 1)
+    if value not in (1, 2, 4, 8):
+        raise ValueError(f"The checkpoint's config has views={value!r}; expected 1, 2, 4 or 8. Fix or remove "
+                         "that entry of the file's config.")
+    return int(value)
 
 
 def _load_registered(name: str, dev: torch.device, preprocess: str | None, progress) -> Sam:

@@ -1,0 +1,189 @@
+"""Fine-tuning (``napari_segany.finetune``): the held-out split never shares a pixel with training,
+the checkpoint loads with the image encoder untouched and records where it came from, nothing is
+written over a file or when nothing improved, too little data is refused with a sentence, and a
+stopped run keeps its best weights. Fast tests use tiny crops of the real nuclei and a few steps of
+the included model (512 px, cheap encoder); one slow test fine-tunes it on half the real image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import napari_segany as sg
+from napari_segany.finetune.api import _embed
+from napari_segany.finetune.data import split
+from napari_segany.finetune.loop import HeldOut, Settings, train
+from napari_segany.weights.checkpoint import read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def crops(nuclei2d):
+    """Four 96 x 96 crops of the real nuclei with their labels (four images: split by image)."""
+    image, labels = nuclei2d
+    corners = [(0, 0), (0, 200), (200, 0), (300, 300)]
+    return [(image[r:r + 96, c:c + 96], labels[r:r + 96, c:c + 96]) for r, c in corners]
+
+
+@pytest.fixture(scope="module")
+def saved(shipped_model, crops, tmp_path_factory):
+    """One short run written whatever its score: (result, path)."""
+    path = tmp_path_factory.mktemp("ft") / "mine.pt"
+    result = sg.finetune(shipped_model, crops, path, steps=4, max_minutes=None, save="always", seed=1)
+    return result, path
+
+
+def test_split_by_image_never_mixes_images(crops):
+    data = split(crops, held_out=0.25, seed=0)
+    assert data.units == 4 and len(data.held) == 1 and len(data.train) == 3
+    assert {e.source for e in data.held}.isdisjoint({e.source for e in data.train})
+    assert data.summary()["held_out_objects"] == len(data.held[0].ids) > 0
+
+
+def test_split_of_one_image_blanks_the_held_out_quarter_in_training(nuclei2d):
+    image, labels = nuclei2d[0][:128, :128], nuclei2d[1][:128, :128]
+    data = split([(image, labels)], seed=0)
+    assert "quarter" in data.how and len(data.held) == 1 and len(data.train) >= 1
+    held_pixels = np.zeros(labels.shape, bool)
+    r = slice(0, 64) if "1/4" in data.held[0].name or "2/4" in data.held[0].name else slice(64, 128)
+    c = slice(0, 64) if data.held[0].name.endswith(("1/4", "3/4")) else slice(64, 128)
+    held_pixels[r, c] = True
+    assert not data.held[0].labels[~held_pixels].any()  # its objects lie in its quarter
+    for ex in data.train:  # no held-out pixel, image or label, reaches training
+        assert not ex.labels[held_pixels].any()
+        assert (ex.image[held_pixels] == ex.image[held_pixels].flat[0]).all()
+        assert not np.array_equal(ex.image[held_pixels], image[held_pixels])
+
+
+def test_split_of_a_volume_is_by_block_of_slices_with_a_gap():
+    volume = np.random.default_rng(0).random((40, 48, 32)).astype(np.float32)
+    labels = np.zeros(volume.shape, np.uint16)
+    labels[:, 10:20, 5:15] = 1
+    labels[:, 30:40, 20:30] = 2
+    data = split([(volume.transpose(1, 0, 2), labels.transpose(1, 0, 2))], axis=1, held_out=0.25, seed=3)  # slices: axis 1
+    held = {e.slice_index for e in data.held}
+    trained = {e.slice_index for e in data.train}
+    assert held and trained and held.isdisjoint(trained)
+    assert all(abs(z - h) > 1 for z in trained for h in held)  # neighbours of held-out slices left out
+    assert len(data.held_units) == 2  # 8 blocks, a quarter held out
+
+
+@pytest.mark.parametrize("labels_of", ["empty", "one object"])
+def test_too_little_data_is_refused_with_a_sentence(crops, labels_of):
+    image, labels = crops[0]
+    if labels_of == "empty":
+        labels = np.zeros_like(labels)
+    else:  # one object in one quarter of one image: nothing could be held out
+        labels = np.zeros_like(labels)
+        labels[5:20, 5:20] = 1
+    with pytest.raises(ValueError, match="held out to measure"):
+        sg.finetune(None, [(image, labels)], max_minutes=1)
+
+
+def test_bad_arguments_are_refused_before_any_work(crops, tmp_path):
+    with pytest.raises(ValueError, match="held_out"):
+        split(crops, held_out=1.5)
+    with pytest.raises(ValueError, match=r"\.pt or \.pth"):
+        sg.finetune(None, crops, tmp_path / "model.txt", max_minutes=1)
+    with pytest.raises(ValueError, match="do not match"):
+        sg.finetune(None, [(crops[0][0], crops[1][1][:50])], max_minutes=1)
+
+
+def test_checkpoint_loads_with_the_encoder_frozen_and_the_decoder_changed(saved, shipped_model):
+    result, path = saved
+    assert result.path == path and path.is_file()
+    loaded = sg.load_model(path, device="cpu")
+    base, new = shipped_model.state_dict(), loaded.state_dict()
+    assert set(base) == set(new)
+    for key in base:
+        if key.startswith(("image_encoder.", "refiner.", "scorer.")):
+            assert torch.equal(base[key], new[key]), key
+    changed = [k for k in base if k.startswith("mask_decoder.") and not torch.equal(base[k], new[k])]
+    assert changed
+    assert loaded.info.name == "mine" and loaded.info.preprocess == shipped_model.info.preprocess
+    assert loaded.info.stop_iou == shipped_model.info.stop_iou and loaded.info.views == shipped_model.info.views
+    assert loaded.refiner is not None  # the included model's boundary refiner came along
+
+
+def test_checkpoint_records_base_data_settings_and_scores(saved, shipped_model):
+    result, path = saved
+    ft = read_checkpoint(path).config["finetune"]
+    assert ft["base"] == {"name": shipped_model.info.name, "sha256": shipped_model.info.sha256,
+                          "source": shipped_model.info.source}
+    assert ft["data"]["images"] == 4 and ft["data"]["held_out_units"] == 1
+    assert ft["data"]["train_objects"] > 0 and ft["data"]["held_out_objects"] > 0
+    assert ft["settings"]["lr"] > 0 and ft["settings"]["frozen"] == "image_encoder"
+    for when in ("before", "after"):
+        assert set(ft[when]) >= {"click", "box", "click+1", "click+2", "mean", "objects"}
+    assert ft["improved"] == (ft["after"]["mean"] > ft["before"]["mean"]) == result.improved
+    assert ft["steps"] == 4 and ft["date"] and ft["torch"]
+
+
+def test_files_are_named_in_the_checkpoint(shipped_model, crops, tmp_path):
+    import tifffile
+
+    pairs = []
+    for i, (image, labels) in enumerate(crops):
+        tifffile.imwrite(tmp_path / f"img{i}.tif", image)
+        tifffile.imwrite(tmp_path / f"img{i}_labels.tif", labels)
+        pairs.append((tmp_path / f"img{i}.tif", str(tmp_path / f"img{i}_labels.tif")))
+    data = split(pairs)
+    assert data.summary()["files"] == [f"img{i}.tif" for i in range(4)]
+
+
+def test_an_existing_file_is_never_overwritten(shipped_model, crops, tmp_path):
+    path = tmp_path / "taken.pt"
+    path.write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        sg.finetune(shipped_model, crops, path, steps=1, max_minutes=None, save="always")
+    assert path.read_bytes() == b"mine"
+
+
+def test_no_improvement_writes_nothing_and_keeps_the_base_model(shipped_model, crops, tmp_path):
+    path = tmp_path / "same.pt"
+    result = sg.finetune(shipped_model, crops, path, steps=2, max_minutes=None, lr=0.0)  # lr 0: nothing learnt
+    assert result.report.after["mean"] == pytest.approx(result.report.before["mean"], abs=1e-6)
+    assert result.improved is False and result.path is None and not path.exists()
+    assert result.model is shipped_model and "NOT improved" in str(result.report)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left either
+
+
+def test_should_stop_keeps_the_best_weights_so_far(shipped_model, crops):
+    import copy
+
+    data = split(crops, seed=0)
+    prepared = _embed(sg.Predictor(shipped_model, precision="fp32", views=1), data, None, None, None)
+    train_set = [p for p, e in zip(prepared, data.examples) if not e.held_out]
+    held = HeldOut([p for p, e in zip(prepared, data.examples) if e.held_out])
+    model = copy.deepcopy(shipped_model)
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 5
+
+    log = train(model, train_set, held, Settings(lr=1e-3, eval_every=2, patience=99), steps=50, deadline=None,
+                should_stop=stop)
+    assert log.stopped == "cancelled" and log.steps == 5
+    best = max(score["mean"] for _, score in log.history)
+    assert log.best_score == best
+    with torch.no_grad():
+        now = held.score(model, model.prompt_encoder.get_dense_pe())["mean"]
+    assert now == pytest.approx(best, abs=1e-6)  # the model holds the best checked weights, not the last ones
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_finetune_the_included_model_on_half_the_real_nuclei(nuclei2d):
+    image, labels = nuclei2d
+    left = (image[:, :256], labels[:, :256])
+    estimate = sg.finetune.estimate(None, [left], max_minutes=1.5)
+    assert estimate.steps > 0 and estimate.total_seconds > 0 and "quarter" in estimate.split
+    result = sg.finetune(None, [left], max_minutes=1.5, seed=0)
+    report = result.report
+    for when in (report.before, report.after):
+        assert all(0.0 <= when[m] <= 1.0 for m in ("click", "box", "click+1", "click+2", "mean"))
+        assert when["objects"] == report.data["held_out_objects"] > 0
+    assert result.improved == (report.after["mean"] > report.before["mean"])
+    assert report.steps > 0 and report.stopped in ("time", "early", "steps")
+    assert result.path is None  # no output asked for
