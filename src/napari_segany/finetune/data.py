@@ -4,7 +4,7 @@ held-out split.
 The split is by *unit*, never by pixel: a unit is a whole 2D image, a block of consecutive slices of
 a volume, or, when there are too few images to hold one out, a tile of an image (a quarter, encoded
 with the rest of the image blanked so that no held-out pixel is ever seen in training, at the
-image's own scale). Slices next to a held-out block are left out of training (the next slice of a
+image's own scale; objects the tile's edges cut are left out). Slices next to a held-out block are left out of training (the next slice of a
 volume is nearly the same picture).
 """
 
@@ -196,7 +196,8 @@ def make_examples(sources: list[Source], min_area: int = MIN_AREA) -> tuple[list
             for k, (rs, cs) in enumerate(_tiles(s.labels.shape)):
                 inside = np.zeros(s.labels.shape, bool)
                 inside[rs, cs] = True
-                labels = np.where(inside, s.labels, 0)
+                cut = np.unique(s.labels[~inside])  # objects crossing the tile's edge: not whole objects
+                labels = np.where(inside & ~np.isin(s.labels, cut[cut > 0]), s.labels, 0)
                 ids = _objects(labels, min_area)
                 if not len(ids):
                     continue

@@ -3,7 +3,8 @@ encoder frozen), on prompts simulated from the labels, with early stopping on th
 objects; the best weights so far are kept whatever stops it.
 
 Everything here works in the model frame (the image resized into the model's square input and
-padded, as the predictor does): targets are the labels resized into it, prompts are pixels of it.
+padded, as the predictor does): targets are the labels resized into it, prompts are pixels of it,
+and the loss is taken on its image part (the padding is never shown to anyone).
 One step, as in the recipe that trained the included model (``training/train.py``): up to
 ``objects`` objects of one training picture get a first prompt (one random point with the 3
 candidates, or a jittered box), then ``iters - 1`` correction rounds, each a click from the error
@@ -78,14 +79,13 @@ def trainable(model) -> list[torch.nn.Parameter]:
 
 
 def frame_masks(masks: np.ndarray, embedding: ImageEmbedding) -> torch.Tensor:
-    """N x H x W bool masks -> N x S x S float {0, 1} in the model frame (resized like the image, padded)."""
+    """N x H x W bool masks -> N x h x w float {0, 1} in the model frame, resized like the image
+    (h x w: the image part of the frame, whose top-left corner is the frame's)."""
     g = embedding.geometry
     m = torch.from_numpy(masks.astype(np.float32))[:, None]
     if tuple(m.shape[-2:]) != g.input_size:
         m = F.interpolate(m, size=g.input_size, mode="bilinear", align_corners=False,
                           antialias=g.input_size[0] < m.shape[-2])
-    s = g.model_size
-    m = F.pad(m, (0, s - g.input_size[1], 0, s - g.input_size[0]))
     return (m[:, 0] > 0.5).float()
 
 
@@ -97,8 +97,9 @@ def _decode(model, pe, feats, size, pts, labs, boxes, mask_in, multimask):
     bx = None if boxes is None else torch.tensor(np.asarray(boxes, np.float32), device=dev)
     sparse, dense = model.prompt_encoder(points, bx, mask_in)
     low, iou = model.mask_decoder(feats, pe, sparse, dense, multimask)
-    up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-    return low, up, iou
+    s = 4 * low.shape[-1]  # the model frame
+    up = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
+    return low, up[..., : size[0], : size[1]], iou  # the image part only: padding is never shown
 
 
 def _add_clicks(pts, labs, clicks):
@@ -118,7 +119,7 @@ def step_loss(model, pe, ex: Prepared, rng: np.random.Generator, settings: Setti
         return None
     tgt = targets.numpy() > 0.5
     targets = targets.to(ex.features.device)
-    size = tgt.shape[-1]
+    size = tgt.shape[-2:]
     use_box = rng.random() < 0.5
     pts = labs = boxes = None
     if use_box:
@@ -163,7 +164,7 @@ class HeldOut:
     def score(self, model, pe) -> dict:
         got = {"click": [], "box": [], "click+1": []}
         for feats, targets, tgt, clicks, boxes in self.parts:
-            size = tgt.shape[-1]
+            size = tgt.shape[-2:]
             pts, labs = _add_clicks(None, None, clicks)
             low, up, iou = _decode(model, pe, feats, size, pts, labs, None, None, True)
             rows = torch.arange(len(tgt), device=up.device)
