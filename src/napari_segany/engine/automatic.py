@@ -26,10 +26,6 @@ __all__ = ["GridSettings", "Objects", "segment_everything"]
 
 #: A candidate is dropped when objects painted before it leave less than this share of it.
 MIN_FREE_SHARE = 0.5
-#: Before its full-resolution mask is made (the costly step with a boundary refiner), a candidate
-#: is passed over when better candidates of its tile leave less than this share of its low-res mask
-#: free: well below MIN_FREE_SHARE, so that only candidates painting would drop anyway are passed over.
-SURE_DROP_SHARE = 0.3
 #: Two pieces of one object cut by a seam are joined when they share this much of the smaller one.
 JOIN_SHARE = 0.2
 
@@ -176,14 +172,8 @@ def _pieces(kept: list, tile: tuple[slice, slice], shape, t: int) -> list[_Piece
     rows, cols = tile
     inner = (rows.start > 0, cols.start > 0, rows.stop < shape[0], cols.stop < shape[1])
     h, w = rows.stop - rows.start, cols.stop - cols.start
-    out, taken_cells = [], None
+    out = []
     for cand in kept:
-        if cand.cells is not None:  # mostly under better candidates of this tile: it would not be painted
-            if taken_cells is None:
-                taken_cells = np.zeros_like(cand.cells)
-            if np.count_nonzero(cand.cells & ~taken_cells) < SURE_DROP_SHARE * np.count_nonzero(cand.cells):
-                continue
-            taken_cells |= cand.cells
         mask = cand.answer.mask(cand.k)
         rr, cc = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         if rr.size == 0:

@@ -95,15 +95,13 @@ def _number(v) -> bool:
 @dataclass
 class Candidate:
     """One judged candidate: ``box`` (min_row, min_col, max_row, max_col) in image pixels of the
-    embedding's image, from the low-res logits; ``answer`` and ``k`` make its full mask; ``cells``
-    is its mask in low-res cells."""
+    embedding's image, from the low-res logits; ``answer`` and ``k`` make its full mask."""
 
     score: float
     stability: float
     box: np.ndarray
     answer: object
     k: int
-    cells: np.ndarray | None = None  # its mask in the image's low-res cells
 
     def key(self):
         return (-self.score, -self.stability, tuple(np.round(self.box, 3)))
@@ -165,7 +163,7 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
                     continue
                 stability, box, inside = _judge(answer.logits[k], frame, settings.stability_offset)
                 if box is not None and stability >= min_stability:
-                    found.append(Candidate(float(score), stability, box, answer, k, inside))
+                    found.append(Candidate(float(score), stability, box, answer, k))
                     covered[: inside.shape[0], : inside.shape[1]] |= inside
         if progress is not None:
             progress(len(batch))
