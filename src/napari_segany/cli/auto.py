@@ -214,7 +214,7 @@ def _failed(result: dict, job: Job, err: BaseException) -> dict:
 def _segment(predictor, plan: Layout, args, settings, existing, name: str):
     from tqdm import tqdm
 
-    with tqdm(total=None, unit="prompt", desc=name, leave=False) as bar:
+    with tqdm(total=None, unit="prompt" if plan.kind == "image" else "slice", desc=name, leave=False) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)

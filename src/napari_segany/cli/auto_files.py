@@ -251,7 +251,8 @@ SPLIT = {
 }
 COLUMNS = {
     "image": ["id", "area", "bbox", "centroid", "predicted_iou", "stability"],
-    "volume": ["id", "voxels", "bbox", "centroid", "first_slice", "last_slice", "predicted_iou", "stability"],
+    "volume": ["id", "voxels", "bbox", "centroid", "first_slice", "last_slice", "found_on_slice", "predicted_iou",
+               "stability"],
 }
 
 
