@@ -208,6 +208,8 @@ def estimate(model, pairs, *, axis: int = 0, held_out: float = 0.25, max_minutes
              steps: int | None = None, seed: int = 0, objects: int = 16) -> Estimate:
     """How long :func:`finetune` with these arguments will take, measured: one picture is encoded
     and 3 training steps are run on it (a few seconds); nothing is kept."""
+    if max_minutes is None and steps is None:
+        raise ValueError("give a time budget (max_minutes) or a number of steps")
     base = _base(model)
     data = split(pairs, axis=axis, held_out=held_out, seed=seed)
     first = data.train[0]
