@@ -62,7 +62,7 @@ def test_an_image_is_segmented_then_skipped_then_redone(tmp_path, capsys):
     rows = _table(table_path)
     assert done["objects"] == len(rows) >= 5
     _check_table_matches_labels(labels, rows)
-    assert all(float(r["predicted_iou"]) >= 0.58 and float(r["stability"]) >= 0.95 for r in rows)
+    assert all(float(r["predicted_iou"]) >= 0.58 and float(r["stability"]) >= 0.5 for r in rows)
     assert all(int(r["area"]) >= 20 for r in rows)
     # the objects are nuclei: most of their pixels lie on the annotated nuclei
     truth = load_sample("nuclei2d_labels")
