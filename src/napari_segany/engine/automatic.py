@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from .grid import GridSettings, box_nms, grid_candidates, grid_points
+from .grid import GridSettings, box_ious, box_nms, grid_candidates, grid_points
 from .outputs import ImageEmbedding
 from .preprocess import as_2d_channels, intensity_window
 
@@ -222,16 +222,11 @@ def _across_tiles(pieces: list[_Piece], threshold: float) -> list[_Piece]:
         return ordered
     kept = []
     for piece in ordered:
-        if any(other.tile != piece.tile and _box_iou(other.box, piece.box) > threshold for other in kept):
+        others = np.array([other.box for other in kept if other.tile != piece.tile]).reshape(-1, 4)
+        if (box_ious(others, piece.box) > threshold).any():
             continue
         kept.append(piece)
     return kept
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(union, 1e-9)
 
 
 def _joined(region: np.ndarray, piece: _Piece, cut_ids: dict[int, int]) -> int | None:

@@ -227,15 +227,18 @@ def box_nms(candidates: list, threshold: float) -> list:
     ordered = sorted(candidates, key=lambda c: c.key())
     kept, boxes = [], np.zeros((0, 4))
     for cand in ordered:
-        box = cand.box
-        if len(boxes):
-            top, left = np.maximum(boxes[:, 0], box[0]), np.maximum(boxes[:, 1], box[1])
-            bottom, right = np.minimum(boxes[:, 2], box[2]), np.minimum(boxes[:, 3], box[3])
-            inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-            area = (box[2] - box[0]) * (box[3] - box[1])
-            union = area + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-            if (inter / np.maximum(union, 1e-9) > threshold).any():
-                continue
+        if (box_ious(boxes, cand.box) > threshold).any():
+            continue
         kept.append(cand)
-        boxes = np.vstack([boxes, box[None]])
+        boxes = np.vstack([boxes, cand.box[None]])
     return kept
+
+
+def box_ious(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """IoU of each of ``boxes`` (N x 4, min_row, min_col, max_row, max_col) with ``box``."""
+    top, left = np.maximum(boxes[:, 0], box[0]), np.maximum(boxes[:, 1], box[1])
+    bottom, right = np.minimum(boxes[:, 2], box[2]), np.minimum(boxes[:, 3], box[3])
+    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    union = area + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return inter / np.maximum(union, 1e-9)
