@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from napari_segany.finetune.losses import mask_iou as shared_mask_iou
+
 FOCAL_WEIGHT = 20.0  # SAM: focal : dice = 20 : 1
 DICE_WEIGHT = 1.0
 IOU_WEIGHT = 1.0
@@ -40,11 +42,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
 @torch.no_grad()
 def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """IoU of the thresholded (> 0) logits with the target, per mask. ... x H x W -> ... ."""
-    pred = (logits > 0).flatten(-2)
-    t = (target > 0.5).expand_as(logits).flatten(-2)
-    inter = (pred & t).sum(-1).float()
-    union = (pred | t).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+    return shared_mask_iou(logits, target)
 
 
 def sam_loss(

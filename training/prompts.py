@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_segany.finetune.prompts import centre_correction as shared_centre_correction
+
 
 def random_point(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
     """A pixel of ``mask`` drawn uniformly (SAM's first-click rule).
@@ -87,19 +89,7 @@ def centre_correction(pred: np.ndarray, target: np.ndarray) -> tuple[int, int, i
     -------
     (row, col, label) or None when the prediction is exact.
     """
-    best, best_area = None, 0
-    for region, label in zip(error_regions(pred, target), (1, 0)):
-        if not region.any():
-            continue
-        comp, n = ndi.label(region, structure=np.ones((3, 3)))
-        areas = np.bincount(comp.ravel())[1:]
-        i = int(np.argmax(areas))
-        if areas[i] > best_area:
-            best_area, best = int(areas[i]), (comp == i + 1, label)
-    if best is None:
-        return None
-    r, c = farthest_interior_point(best[0])
-    return r, c, best[1]
+    return shared_centre_correction(pred.astype(bool), target.astype(bool))
 
 
 def sampled_correction(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator,
