@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[napari,test,docs]"
+	$(PY) -m pip install -q -e ".[napari,test,docs,cluster]"
 	@# an older venv of ours may still hold PyQt5, which qtpy would pick first: napari's
 	@# support for it is deprecated, and the tests run on the binding users get (PyQt6)
 	$(PY) -m pip uninstall -q -y pyqt5 pyqt5-qt5 pyqt5-sip 2>/dev/null || true
