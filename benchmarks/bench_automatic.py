@@ -233,9 +233,9 @@ def _settings(s) -> dict:
 
 def quality(args) -> dict:
     import napari_segany as sg
-    from napari_segany.engine.grid import GridSettings
+    from napari_segany.auto.grid import GridSettings
     from napari_segany.sample_data import load_sample, voxel_size
-    from napari_segany.volume.automatic import segment_volume
+    from napari_segany.auto.volume import segment_volume
 
     c = args.crop
     image, truth = load_sample("nuclei2d")[:c, :c], load_sample("nuclei2d_labels")[:c, :c]
@@ -333,7 +333,7 @@ def speed(args) -> dict:
 def speed_included(args, image) -> dict:
     """The included model's grid mode at default settings and at 32 points per side."""
     import napari_segany as sg
-    from napari_segany.engine.grid import GridSettings
+    from napari_segany.auto.grid import GridSettings
 
     pred = sg.Predictor(sg.load_model(device="cpu"), precision=args.precision)
     pred.encode(image, views=1)  # warm-up
@@ -359,8 +359,8 @@ def speed_vit_b(args, image) -> dict:
 
     import napari_segany as sg
     from napari_segany.cli.benchmark import reference_model
-    from napari_segany.engine.automatic import MIN_FREE_SHARE
-    from napari_segany.engine.grid import GridSettings
+    from napari_segany.auto.everything import MIN_FREE_SHARE
+    from napari_segany.auto.grid import GridSettings
     from napari_segany.engine.preprocess import intensity_window, to_unit_range
 
     unit = to_unit_range(image, intensity_window(image[..., None]))
@@ -441,7 +441,7 @@ def _candidates_before_nms(gen, rgb, ours, emb, settings) -> dict:
     """Candidates each side keeps before box NMS, and the seconds spent in the mask decoder (its
     predictor call), in one untimed run each, which is also the warm-up."""
     import napari_segany as sg
-    from napari_segany.engine import automatic
+    from napari_segany.auto import everything as automatic
 
     out = {"reference": 0, "ours": 0, "reference_decoder_s": 0.0, "ours_decoder_s": 0.0}
 

@@ -1,4 +1,4 @@
-"""Segment everything in 2D (engine/grid.py, engine/automatic.py): the grid, the filters, tiles and
+"""Segment everything in 2D (auto/grid.py, auto/everything.py): the grid, the filters, tiles and
 their seams, segment the rest, progress and Cancel; on the real 2D nuclei with the included model."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import napari_segany as sg
-from napari_segany.engine.automatic import _Piece, _paint, tile_layout
-from napari_segany.engine.grid import Candidate, GridSettings, box_nms, grid_points
+from napari_segany.auto.everything import _Piece, _paint, tile_layout
+from napari_segany.auto.grid import Candidate, GridSettings, box_nms, grid_points
 
 
 def test_the_grid_covers_the_image_evenly():

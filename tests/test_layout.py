@@ -20,13 +20,15 @@ ALLOWED = {
     "engine": {"model"},
     "weights": {"model", "engine"},
     "volume": {"model", "engine", "labels"},
+    "auto": {"model", "engine", "volume"},
     "files": {"engine"},
     "sample_data": set(),
     "finetune": {"model", "engine", "weights", "volume", "files"},
-    "__init__": {"engine", "weights", "volume", "finetune"},
+    "__init__": {"engine", "weights", "volume", "auto", "finetune"},
     "cli": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "_widget",
-            "finetune"},
-    "_widget": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "finetune"},
+            "auto", "finetune"},
+    "_widget": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "auto",
+                "finetune"},
 }
 
 
@@ -146,5 +148,5 @@ def test_napari_and_qt_only_under_widget():
 
 def test_top_level_keeps_the_public_face_only():
     top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith((".", "__pycache__")))
-    assert top == ["__init__.py", "_models", "_widget", "cli", "engine", "files.py", "finetune", "labels.py",
+    assert top == ["__init__.py", "_models", "_widget", "auto", "cli", "engine", "files.py", "finetune", "labels.py",
                    "model", "napari.yaml", "sample_data.py", "volume", "weights"]

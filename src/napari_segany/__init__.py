@@ -11,8 +11,8 @@ from .engine.predictor import Cancelled, ImageEmbedding, Prediction, Predictor
 from .weights.load import load_model
 from .volume import EmbeddingStore, PropagationResult, propagate
 from .engine.zoom import Window, ZoomPredictor
-from .engine.automatic import GridSettings, Objects, segment_everything
-from .volume.automatic import VolumeObjects, segment_volume
+from .auto.everything import GridSettings, Objects, segment_everything
+from .auto.volume import VolumeObjects, segment_volume
 from . import finetune  # a callable module: sg.finetune(...) is finetune.finetune(...); sg.finetune.estimate(...)
 
 __all__ = [

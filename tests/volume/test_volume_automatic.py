@@ -1,4 +1,4 @@
-"""Segment everything in a volume (volume/automatic.py) on a crop of the real 3D nuclei."""
+"""Segment everything in a volume (auto/volume.py) on a crop of the real 3D nuclei."""
 
 from __future__ import annotations
 

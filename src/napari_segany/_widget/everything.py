@@ -1,6 +1,6 @@
 """Segment everything: every object of the slice on screen, or of the volume through it, found
-from a grid of point prompts (:func:`napari_segany.engine.automatic.segment_everything`,
-:func:`napari_segany.volume.automatic.segment_volume`) in a worker, and written into the target
+from a grid of point prompts (:func:`napari_segany.auto.everything.segment_everything`,
+:func:`napari_segany.auto.volume.segment_volume`) in a worker, and written into the target
 labels layer on the GUI thread as one undoable step.
 
 What the user sees is what is segmented: the slice on screen with the widget's contrast window
@@ -213,11 +213,11 @@ class Everything(QObject):
         def run():
             try:
                 if volume:
-                    from ..volume.automatic import segment_volume
+                    from ..auto.volume import segment_volume
 
                     pixels = req["pixels"] if store is None else store.volume  # the store's own array
                     return segment_volume(predictor, pixels, axis=req["sub_axis"], store=store, **common)
-                from ..engine.automatic import segment_everything
+                from ..auto.everything import segment_everything
 
                 if req["embedding"] is not None:
                     return segment_everything(predictor, embedding=req["embedding"], **common)

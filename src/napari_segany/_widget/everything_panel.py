@@ -11,7 +11,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..engine.automatic import GridSettings
+from ..auto.grid import GridSettings
 from .everything import Everything
 
 SLICE, VOLUME = "Slice on screen", "Whole volume"

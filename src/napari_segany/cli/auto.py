@@ -123,7 +123,7 @@ class _Model:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..engine.automatic import GridSettings
+    from ..auto.grid import GridSettings
 
     settings = GridSettings(points_per_side=args.points_per_side, object_size=args.object_size,
                             min_iou=args.min_iou,
@@ -222,10 +222,10 @@ def _segment(predictor, plan: Layout, args, settings, existing, name: str):
         common = dict(settings=settings, existing=existing, progress=progress, channel=args.channel,
                       contrast_limits=args.contrast_limits)
         if plan.kind == "image":
-            from ..engine.automatic import segment_everything
+            from ..auto.everything import segment_everything
 
             return segment_everything(predictor, plan.data, **common)
-        from ..volume.automatic import segment_volume
+        from ..auto.volume import segment_volume
 
         return segment_volume(predictor, plan.data, axis=args.axis, **common)
 

@@ -1,7 +1,7 @@
 """Segment everything in a volume: find and follow.
 
 Slice by slice along one axis, the objects not labelled yet are found automatically
-(:func:`~napari_segany.engine.automatic.segment_everything` on the unlabelled pixels), and each
+(:func:`~napari_segany.auto.everything.segment_everything` on the unlabelled pixels), and each
 new object is at once followed through the volume in both directions by propagation
 (:func:`~napari_segany.volume.propagate.propagate`, its stop criteria, never over another object).
 An object is so found on the slice where the grid first sees it and kept with one id on every
@@ -18,12 +18,12 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from ..engine.automatic import GridSettings, segment_everything, start_labels
+from .everything import GridSettings, segment_everything, start_labels
 from ..engine.predictor import Cancelled
-from .checks import check_axis
-from .propagate import propagate
-from .store import EmbeddingStore
-from .window import take_slice
+from ..volume.checks import check_axis
+from ..volume.propagate import propagate
+from ..volume.store import EmbeddingStore
+from ..volume.window import take_slice
 
 __all__ = ["VolumeObjects", "segment_volume"]
 

@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from .outputs import ImageEmbedding
-from .predictor import Cancelled
+from ..engine.outputs import ImageEmbedding
+from ..engine.predictor import Cancelled
 
 
 @dataclass(frozen=True)

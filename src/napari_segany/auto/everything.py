@@ -19,8 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from .grid import GridSettings, box_ious, box_nms, grid_candidates, grid_points
-from .outputs import ImageEmbedding
-from .preprocess import as_2d_channels, intensity_window
+from ..engine.outputs import ImageEmbedding
+from ..engine.preprocess import as_2d_channels, intensity_window
 
 __all__ = ["GridSettings", "Objects", "segment_everything"]
 
