@@ -16,7 +16,7 @@ import pytest
 import tifffile
 
 from napari_segany.cli import main
-from napari_segany.cli.auto_files import expand_inputs, layout
+from napari_segany.batch.inputs import expand_inputs, layout
 from napari_segany.sample_data import load_sample, sample_path
 
 GRID = ["--points-per-side", "8"]

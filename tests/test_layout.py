@@ -25,8 +25,9 @@ ALLOWED = {
     "sample_data": set(),
     "finetune": {"model", "engine", "weights", "volume", "files"},
     "__init__": {"engine", "weights", "volume", "auto", "finetune"},
+    "batch": {"__init__", "model", "engine", "weights", "volume", "auto", "files", "labels"},
     "cli": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "_widget",
-            "auto", "finetune"},
+            "auto", "finetune", "batch"},
     "_widget": {"__init__", "model", "engine", "weights", "volume", "files", "labels", "sample_data", "auto",
                 "finetune"},
 }
@@ -148,5 +149,5 @@ def test_napari_and_qt_only_under_widget():
 
 def test_top_level_keeps_the_public_face_only():
     top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith((".", "__pycache__")))
-    assert top == ["__init__.py", "_models", "_widget", "auto", "cli", "engine", "files.py", "finetune", "labels.py",
-                   "model", "napari.yaml", "sample_data.py", "volume", "weights"]
+    assert top == ["__init__.py", "_models", "_widget", "auto", "batch", "cli", "engine", "files.py", "finetune",
+                   "labels.py", "model", "napari.yaml", "sample_data.py", "volume", "weights"]

@@ -6,12 +6,10 @@ import argparse
 import json
 import math
 import sys
-import time
-import numpy as np
 
 from . import args as cli_args
-from .auto_files import DONE, PICTURE, Job, Layout, compact, count_rows, expand_inputs, layout, plan_jobs, state, \
-    table_rows
+from ..batch.inputs import expand_inputs
+from ..batch.outputs import plan_jobs
 
 RULE = ("A 2D input is one image. A 3D input is a volume (Z, Y, X), segmented slice by slice along --axis with "
         "ids kept across slices, unless its last axis holds 3 or 4 values (RGB/RGBA) or --channel is given: "
@@ -70,7 +68,31 @@ def register(sub) -> None:
                    help="also write a PNG picture of each result (of a volume: its middle slice along --axis)")
     p.add_argument("--overwrite", action="store_true", help="segment inputs again whose outputs exist")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of lines")
+    place = p.add_argument_group("where it runs (default: in this process, one input after the other)")
+    run_on = place.add_mutually_exclusive_group()
+    run_on.add_argument("--cluster", type=_local, default=None, metavar="local[:N]",
+                        help="one task per input on a dask LocalCluster of N worker processes on this machine "
+                        "(default one per two cores), each loading the model once and using its share of the "
+                        "cores; needs dask.distributed (pip install 'napari-segany[cluster]')")
+    run_on.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="one task per input on the dask cluster whose scheduler is at ADDRESS (e.g. "
+                        "tcp://host:8786, started by dask-jobqueue on SLURM, PBS or LSF); inputs, outputs and "
+                        "the model file must have the same paths on the workers")
     p.set_defaults(func=run)
+
+
+def _local(text: str) -> int | bool:
+    name, _, n = text.partition(":")
+    if name == "local" and not n:
+        return True
+    if name == "local":
+        try:
+            if int(n) >= 1:
+                return int(n)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"give local or local:N (N worker processes on this machine, at least 1), "
+                                     f"got {text!r}; for a cluster started elsewhere pass --scheduler ADDRESS")
 
 
 def _per_side(text: str) -> int:
@@ -102,28 +124,9 @@ def _fraction(flag: str):
     return parse
 
 
-class _Model:
-    """The predictor, loaded when the first input needs it (a resumed run of finished inputs
-    loads nothing)."""
-
-    def __init__(self, args):
-        self.args, self.predictor = args, None
-
-    def get(self):
-        if self.predictor is None:
-            from ..engine.predictor import Predictor
-            from ..weights.load import load_model
-
-            model = load_model(self.args.model, device=self.args.device)
-            self.predictor = Predictor(model, precision=self.args.precision, regions=self.args.regions, views=1,
-                                       report=cli_args.note)
-        return self.predictor
-
-
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..auto.grid import GridSettings
+    from .. import GridSettings
+    from ..batch import AutoOptions, connect, run_jobs
 
     settings = GridSettings(points_per_side=args.points_per_side, object_size=args.object_size,
                             min_iou=args.min_iou,
@@ -134,25 +137,20 @@ def run(args: argparse.Namespace) -> int:
                          "segment that input on its own")
     jobs = plan_jobs(sources, output=args.output, output_dir=args.output_dir, overlay=args.overlay,
                      also_read=[args.existing] if args.existing else [])
-    existing = None
-    if args.existing is not None:
-        from ..files import read_image
-
-        existing = read_image(args.existing)
-    model = _Model(args)
-    results = []
-    with tqdm(total=len(jobs), unit="input", desc="auto", disable=len(jobs) < 2) as bar:
-        for job in jobs:
-            bar.set_postfix_str(job.source.name, refresh=False)
-            results.append(_one(job, args, settings, model, existing))
-            bar.update(1)
-            _say(results[-1], bar, args.json)
+    options = AutoOptions(settings=settings, model=args.model, device=args.device, precision=args.precision,
+                          regions=args.regions, volume=args.volume, axis=args.axis, channel=args.channel,
+                          contrast_limits=args.contrast_limits, existing=args.existing, overwrite=args.overwrite)
+    try:
+        with connect(local=args.cluster, scheduler=args.scheduler) as client:
+            results, model = run_jobs(jobs, options, client=client, report=cli_args.note,
+                                      on_result=lambda result, bar: _say(result, bar, args.json))
+    except ImportError as err:  # --cluster or --scheduler without dask.distributed: the sentence says what to do
+        raise RuntimeError(str(err)) from None
     failed = sum(r["status"] == "failed" for r in results)
     if args.json:
-        pred = model.predictor
         print(json.dumps({
-            "model": None if pred is None else pred.model.info.name,
-            "precision": None if pred is None else pred.precision,
+            "model": None if model is None else model[0],
+            "precision": None if model is None else model[1],
             "settings": {k: getattr(settings, k) for k in ("points_per_side", "object_size", "min_iou",
                                                              "min_stability", "nms_iou",
                                                              "min_area")},
@@ -167,92 +165,6 @@ def run(args: argparse.Namespace) -> int:
         elif not args.json:
             print(tally)
     return 1 if failed else 0
-
-
-def _one(job: Job, args, settings, model: _Model, existing) -> dict:
-    """Segment one input and write its outputs; a problem with this input is its result ("failed",
-    with the sentence), not the end of the run. A model that cannot be loaded ends the run."""
-    started = time.perf_counter()
-    result = {"path": str(job.source), "kind": None, "status": "failed", "outputs": job.outputs, "objects": None,
-              "seconds": 0.0}
-    try:
-        try:
-            from ..files import read_image
-
-            plan = layout(read_image(job.source), volume=args.volume, channel=args.channel, axis=args.axis)
-            result["kind"] = plan.kind
-            if existing is not None and tuple(existing.shape) != plan.shape:
-                raise ValueError(f"--existing {args.existing} has shape {tuple(existing.shape)} but the input's "
-                                 f"labels are {plan.shape}; pass the labels of this input")
-            if not args.overwrite:
-                left, _, labels = state(job, plan.shape)
-                if left in (DONE, PICTURE):
-                    if left == PICTURE:
-                        _write_picture(job, plan, labels, args)
-                    result.update(status="skipped", objects=count_rows(job.table))
-                    return result
-        except (ValueError, TypeError, OSError) as err:
-            return _failed(result, job, err)
-        predictor = model.get()  # outside the per-input handling: a model that fails stops the run
-        try:
-            objects = _segment(predictor, plan, args, settings, existing, job.source.name)
-            _write(job, plan, objects, args)
-        except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as err:
-            return _failed(result, job, err)
-        result.update(status="segmented", objects=len(objects.table))
-        return result
-    finally:
-        result["seconds"] = round(time.perf_counter() - started, 3)
-
-
-def _failed(result: dict, job: Job, err: BaseException) -> dict:
-    text = str(err) if str(job.source) in str(err) else f"{job.source}: {err}"
-    result.update(status="failed", error=text)
-    return result
-
-
-def _segment(predictor, plan: Layout, args, settings, existing, name: str):
-    from tqdm import tqdm
-
-    with tqdm(total=None, unit="prompt" if plan.kind == "image" else "slice", desc=name, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        common = dict(settings=settings, existing=existing, progress=progress, channel=args.channel,
-                      contrast_limits=args.contrast_limits)
-        if plan.kind == "image":
-            from ..auto.everything import segment_everything
-
-            return segment_everything(predictor, plan.data, **common)
-        from ..auto.volume import segment_volume
-
-        return segment_volume(predictor, plan.data, axis=args.axis, **common)
-
-
-def _write(job: Job, plan: Layout, objects, args) -> None:
-    """The picture and the table first, the labels last: the labels TIFF marks the input as done."""
-    from ..files import write_csv, write_labels
-
-    labels = compact(np.asarray(objects.labels))
-    if job.overlay is not None:
-        _write_picture(job, plan, labels, args)
-    write_csv(job.table, *table_rows(objects.table, plan.kind))
-    write_labels(job.labels, labels)
-
-
-def _write_picture(job: Job, plan: Layout, labels: np.ndarray, args) -> None:
-    from ..files import overlay, write_png
-
-    image = plan.data
-    if plan.kind == "volume":
-        axis = args.axis % 3
-        middle = plan.shape[axis] // 2
-        image = np.take(image if image.ndim == 3 else image[..., args.channel], middle, axis=axis)
-        labels = np.take(labels, middle, axis=axis)
-    elif args.channel is not None and image.ndim == 3:
-        image = image[..., args.channel]
-    write_png(job.overlay, overlay(image, labels))
 
 
 def _say(result: dict, bar, quiet: bool) -> None:

@@ -1,11 +1,10 @@
-"""What ``napari-segany auto`` reads and writes: the inputs a command line names (files, folders,
-patterns), the outputs of each, how an input is read (an image or a volume), whether its outputs
-are already complete (resuming), and the object table as CSV rows."""
+"""What a batch writes for each input: the output paths (checked before any work), whether an
+input's outputs are already complete (resuming), the object table as CSV rows, and the files,
+each written atomically with the labels last, so an interrupted input is never taken for done."""
 
 from __future__ import annotations
 
 import csv
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,18 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import check_output_path
-
-#: The files a folder or a pattern contributes (a file named on its own is read whatever its name).
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-PATTERN_CHARACTERS = "*?["
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input image: its path and whether the command line named it (not a folder or pattern)."""
-
-    path: Path
-    named: bool
+from .inputs import Layout, Source, stem
 
 
 @dataclass(frozen=True)
@@ -42,49 +30,6 @@ class Job:
         if self.overlay is not None:
             out["overlay"] = str(self.overlay)
         return out
-
-
-def expand_inputs(specs: list[str]) -> list[Source]:
-    """The images named by ``specs``: a file as it is, a folder's image files (sorted by name,
-    hidden ones left out), a pattern's image files (sorted). A path that does not exist, a folder
-    without images and a pattern matching none are refused before any work. Each image once."""
-    found: list[Source] = []
-    for spec in specs:
-        p = Path(spec).expanduser()
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if _is_image_file(f))
-            if not files:
-                raise FileNotFoundError(f"the folder {spec!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
-                                        "check the path, or name the files")
-            found += [Source(f, False) for f in files]
-        elif p.exists():
-            found.append(Source(p, True))
-        elif any(ch in spec for ch in PATTERN_CHARACTERS):
-            files = sorted(Path(f) for f in glob.glob(os.path.expanduser(spec), recursive=True))
-            files = [f for f in files if _is_image_file(f)]
-            if not files:
-                raise FileNotFoundError(f"the pattern {spec!r} matches no image files ({', '.join(IMAGE_SUFFIXES)}); "
-                                        "check the pattern")
-            found += [Source(f, False) for f in files]
-        else:
-            raise FileNotFoundError(f"no image file at {spec!r}; check the path")
-    seen, unique = set(), []
-    for src in found:
-        key = os.path.realpath(src.path)
-        if key not in seen:
-            seen.add(key)
-            unique.append(src)
-    return unique
-
-
-def _is_image_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def stem(path: Path) -> str:
-    """The name outputs start with: the file name without its ending (``cells.ome.tif`` -> ``cells``)."""
-    name = path.stem
-    return name[:-4] if name.lower().endswith(".ome") else name
 
 
 def plan_jobs(sources: list[Source], *, output: str | None, output_dir: str | None, overlay: bool,
@@ -143,50 +88,6 @@ def _job(source: Path, output: str | None, output_dir: str | None, overlay: bool
 
 def _key(path: Path) -> str:
     return os.path.realpath(Path(path).expanduser())
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How an input is segmented: ``kind`` "image" (``data`` is the 2D, RGB(A) or (H, W, C) array)
-    or "volume" (``data`` (Z, Y, X) or (Z, Y, X, C)); ``shape``: the shape of its labels."""
-
-    kind: str
-    data: np.ndarray
-    shape: tuple[int, ...]
-
-
-def layout(data: np.ndarray, *, volume: bool, channel: int | None, axis: int) -> Layout:
-    """The rule of ``auto`` (stated in its --help): 2D is an image; 4D is a volume (Z, Y, X, C) and
-    needs --channel; 3D is a volume (Z, Y, X) unless its last axis holds 3 or 4 values (RGB/RGBA) or
-    --channel is given, which make it one image (H, W, C), and --volume makes it a volume always."""
-    shape = tuple(data.shape)
-    if data.ndim == 2:
-        if volume:
-            raise ValueError(f"--volume was given but the input is a 2D image, shape {shape}; leave --volume out")
-        if channel not in (None, 0):
-            raise ValueError(f"--channel {channel} was given but the image is 2D, with a single channel; leave "
-                             "--channel out")
-        return Layout("image", data, shape)
-    if data.ndim == 3 and not volume and (shape[2] in (3, 4) or channel is not None):
-        if channel is not None and not -shape[2] <= channel < shape[2]:
-            raise ValueError(f"--channel {channel} does not exist: the image, shape {shape}, has {shape[2]} "
-                             f"channels (0-{shape[2] - 1})")
-        return Layout("image", data, shape[:2])
-    if data.ndim == 3 and not volume and shape[2] < 5:
-        raise ValueError(f"the input has shape {shape}, which looks like an image with {shape[2]} channels; pass "
-                         "--channel C to segment one of them, or --volume if it is a stack of slices")
-    if data.ndim not in (3, 4):
-        raise ValueError(f"the input has shape {shape}; auto reads a 2D image, RGB(A) or (H, W, C) with --channel, "
-                         "or a volume (Z, Y, X) or (Z, Y, X, C) with --channel")
-    if not -3 <= axis < 3:
-        raise ValueError(f"--axis {axis} is not one of the volume's 3 spatial axes (0, 1 or 2)")
-    if data.ndim == 4 and channel is None:
-        raise ValueError(f"the input has shape {shape}, a volume with {shape[3]} channels; pass --channel C to "
-                         "segment one of them")
-    if channel is not None and (data.ndim != 4 or not -shape[3] <= channel < shape[3]):
-        have = "no channel axis" if data.ndim != 4 else f"{shape[3]} channels (0-{shape[3] - 1})"
-        raise ValueError(f"--channel {channel} does not fit the volume, shape {shape}: it has {have}")
-    return Layout("volume", data, shape[:3])
 
 
 # -- resuming ----------------------------------------------------------------------------------------
@@ -297,3 +198,33 @@ def compact(labels: np.ndarray) -> np.ndarray:
     ImageJ/Fiji open), else uint32."""
     top = int(labels.max(initial=0))
     return labels.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32, copy=False)
+
+
+def write_result(job: Job, plan: Layout, labels: np.ndarray, table: list[dict], *, axis: int = 0,
+                 channel: int | None = None) -> None:
+    """The picture and the table first, the labels last: the labels TIFF marks the input as done."""
+    from ..files import write_csv, write_labels
+
+    labels = compact(np.asarray(labels))
+    if job.overlay is not None:
+        write_picture(job, plan, labels, axis=axis, channel=channel)
+    write_csv(job.table, *table_rows(table, plan.kind))
+    write_labels(job.labels, labels)
+
+
+def write_picture(job: Job, plan: Layout, labels: np.ndarray, *, axis: int = 0, channel: int | None = None) -> None:
+    """The input (of a volume: its middle slice along ``axis``, the only one read) with its objects."""
+    from ..files import overlay, write_png
+
+    image = plan.data
+    if plan.kind == "volume":
+        axis = axis % 3
+        middle = plan.shape[axis] // 2
+        image = np.asarray(image[(slice(None),) * axis + (middle,)])
+        image = image if image.ndim == 2 else image[..., channel]
+        labels = np.take(labels, middle, axis=axis)
+    else:
+        image = np.asarray(image)
+        if channel is not None and image.ndim == 3:
+            image = image[..., channel]
+    write_png(job.overlay, overlay(image, labels))

@@ -1,0 +1,18 @@
+"""Many inputs at once: ``auto`` over files, folders, patterns and zarr arrays, in this process or
+as one task per input on dask.distributed (a ``LocalCluster`` or any scheduler).
+
+>>> from dask.distributed import Client                            # doctest: +SKIP
+>>> from napari_segany.batch import run_auto
+>>> with Client("tcp://scheduler:8786") as client:                 # doctest: +SKIP
+...     results = run_auto("plates/*.tif", "out", client=client)
+
+:mod:`.inputs` names and opens the inputs (:mod:`.zarr_input` the zarr ones), :mod:`.outputs`
+plans, checks and writes the outputs, :mod:`.item` segments one input, :mod:`.cluster` runs them
+all, and :mod:`.worker` is what runs on a dask worker (it needs ``distributed``; nothing else here
+does).
+"""
+
+from .cluster import connect, local_workers, run_auto, run_jobs
+from .item import AutoOptions
+
+__all__ = ["AutoOptions", "connect", "local_workers", "run_auto", "run_jobs"]

@@ -1,0 +1,215 @@
+"""Running ``auto`` over many inputs: in this process, or as one task per input on a dask
+cluster (a ``LocalCluster`` on this machine, or any scheduler started elsewhere). Inputs whose
+outputs are complete are skipped before anything is submitted; a failing input is reported and
+the others go on; a progress bar follows the inputs as they finish."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from .inputs import expand_inputs, input_shape, kind_of
+from .item import AutoOptions, ModelUnavailable, failed, load_predictor, segment_item
+from .outputs import DONE, Job, count_rows, plan_jobs, state
+
+INSTALL = ("running on a dask cluster needs dask.distributed, which is not installed; install it with "
+           "pip install 'napari-segany[cluster]' (or pip install distributed), or leave out --cluster and "
+           "--scheduler to run in this process")
+
+
+def require_distributed():
+    """The ``distributed`` module, or an ImportError that says how to install it."""
+    try:
+        import distributed
+    except ImportError as err:
+        raise ImportError(INSTALL) from err
+    return distributed
+
+
+def local_workers(n_workers: int | None = None) -> tuple[int, int]:
+    """(workers, threads per worker) of a local cluster: by default one worker per two cores (at
+    least one), and the cores shared out so that each is used once."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = n_workers or max(1, cores // 2)
+    return n, max(1, cores // n)
+
+
+@contextlib.contextmanager
+def connect(*, local: int | bool | None = None, scheduler: str | None = None):
+    """A dask Client for the run (closed after it), or None to run in this process. ``local``:
+    True (default size) or a number of workers for a LocalCluster on 127.0.0.1; ``scheduler``:
+    the address of a scheduler started elsewhere (``tcp://host:8786``)."""
+    if local is None or local is False:
+        if scheduler is None:
+            yield None
+            return
+    distributed = require_distributed()
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as err:
+            raise OSError(f"could not reach the dask scheduler at {scheduler!r} ({err}); check the address "
+                          "(e.g. tcp://host:8786) and that the scheduler is running") from None
+        with client:
+            yield client
+        return
+    n, threads = local_workers(None if local is True else int(local))
+    with distributed.LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def run_auto(inputs, output_dir, *, client=None, model: str | None = None, settings=None,
+             overlay: bool = False, overwrite: bool = False, volume: bool = False, axis: int = 0,
+             channel: int | None = None, contrast_limits=None, device: str = "auto", precision: str = "auto",
+             regions: str = "prompted", progress: bool = True) -> list[dict]:
+    """Segment every object of each input and write ``<name>_labels.tif`` and
+    ``<name>_objects.csv`` (and with ``overlay`` ``<name>_overlay.png``) into ``output_dir``.
+
+    Parameters
+    ----------
+    inputs : str, path or list of them
+        Image files, zarr arrays or OME-Zarr images, folders of them, or patterns ("plates/*.tif").
+    client : dask.distributed.Client, optional
+        One task per input on its cluster: each worker loads the model once and keeps it. The
+        inputs, outputs and model file must be reachable from the workers under the same paths.
+        None: in this process, one input after the other.
+    model, device, precision, regions, settings, volume, axis, channel, contrast_limits
+        As for ``napari-segany auto`` (see :class:`~napari_segany.batch.AutoOptions`).
+
+    Returns
+    -------
+    list of dict
+        Per input, in the inputs' order: ``path``, ``kind`` ("image" or "volume"), ``status``
+        ("segmented", "skipped" or "failed" with its ``error``), ``outputs``, ``objects``,
+        ``seconds`` (and on a cluster, the ``worker``).
+    """
+    from .. import GridSettings
+
+    specs = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(s) for s in inputs]
+    jobs = plan_jobs(expand_inputs(specs), output=None, output_dir=str(output_dir), overlay=overlay)
+    options = AutoOptions(settings=settings or GridSettings(), model=model, device=device, precision=precision,
+                          regions=regions, volume=volume, axis=axis, channel=channel,
+                          contrast_limits=contrast_limits, overwrite=overwrite)
+    return run_jobs(jobs, options, client=client, progress=progress)[0]
+
+
+def run_jobs(jobs: list[Job], options: AutoOptions, *, client=None, progress: bool = True,
+             on_result: Callable[[dict, object], None] | None = None,
+             report: Callable[[str], None] | None = None) -> tuple[list[dict], tuple[str, str] | None]:
+    """(the result of each job in order, (model name, precision) or None when no model was
+    loaded). ``on_result(result, bar)`` is called as each input finishes (``bar.write`` prints
+    without breaking the bar). A model that cannot be loaded ends the run (RuntimeError)."""
+    from tqdm import tqdm
+
+    results: list[dict | None] = [None] * len(jobs)
+    with tqdm(total=len(jobs), unit="input", desc="auto", disable=not progress or len(jobs) < 2) as bar:
+        def finish(i: int, result: dict) -> None:
+            results[i] = result
+            bar.update(1)
+            if on_result is not None:
+                on_result(result, bar)
+
+        if client is None:
+            model = _run_here(jobs, options, bar, finish, progress, report)
+        else:
+            model = _run_on(client, jobs, options, finish)
+    return results, model
+
+
+def _run_here(jobs, options, bar, finish, progress, report):
+    existing = None
+    if options.existing is not None:
+        from ..files import read_image
+
+        existing = read_image(options.existing)
+    loaded = []
+
+    def predictor():
+        if not loaded:
+            loaded.append(load_predictor(options, report))
+        return loaded[0]
+
+    for i, job in enumerate(jobs):
+        bar.set_postfix_str(job.source.name, refresh=False)
+        finish(i, segment_item(job, options, predictor, existing=existing, progress=progress))
+    return (loaded[0].model.info.name, loaded[0].precision) if loaded else None
+
+
+def _run_on(client, jobs: list[Job], options: AutoOptions, finish) -> tuple[str, str] | None:
+    distributed = require_distributed()
+    from .worker import ModelKeeper, auto_task
+
+    client.register_plugin(ModelKeeper())
+    sent = replace(options, model=_absolute_model(options.model),
+                   existing=None if options.existing is None else os.path.abspath(options.existing))
+    run = uuid.uuid4().hex[:8]
+    pending = {}
+    for i, job in enumerate(jobs):
+        done = None if options.overwrite or options.existing is not None else _finished(job, options)
+        if done is not None:
+            finish(i, done)
+            continue
+        key = f"segany-auto-{run}-{i}"
+        pending[client.submit(auto_task, _absolute(job), sent, key=key, pure=False, retries=0)] = i
+    model = None
+    try:
+        for future in distributed.as_completed(list(pending)):
+            i = pending[future]
+            try:
+                result = future.result()
+            except ModelUnavailable as err:
+                raise RuntimeError(str(err)) from None
+            except Exception as err:  # noqa: BLE001 - the input failed on its worker; the others go on
+                result = failed(_blank(jobs[i]), jobs[i].source, _task_error(err, distributed))
+            model = result.pop("model", None) or model
+            result.update(path=str(jobs[i].source), outputs=jobs[i].outputs)  # as given, not made absolute
+            finish(i, result)
+    finally:
+        client.cancel([f for f in pending if not f.done()])
+    return model
+
+
+def _finished(job: Job, options: AutoOptions) -> dict | None:
+    """The result "skipped" of an input whose outputs are complete, told without reading more of it
+    than its shape; None when it must go to a worker (to be segmented, or its problem reported
+    there with the data at hand)."""
+    shape = input_shape(job.source)
+    if shape is None:
+        return None
+    try:
+        kind, labels_shape = kind_of(shape, volume=options.volume, channel=options.channel, axis=options.axis)
+        if state(job, labels_shape)[0] != DONE:
+            return None
+        return dict(_blank(job), kind=kind, status="skipped", objects=count_rows(job.table))
+    except (ValueError, OSError):
+        return None
+
+
+def _blank(job: Job) -> dict:
+    return {"path": str(job.source), "kind": None, "status": "failed", "outputs": job.outputs, "objects": None,
+            "seconds": 0.0}
+
+
+def _task_error(err: BaseException, distributed) -> str:
+    if isinstance(err, distributed.KilledWorker):
+        return ("the workers that ran it died before it finished, each time it was tried (out of memory? see the "
+                "workers' logs); it was not segmented")
+    return f"{type(err).__name__}: {err}"
+
+
+def _absolute(job: Job) -> Job:
+    def full(p):
+        return None if p is None else Path(os.path.abspath(p))
+
+    return Job(full(job.source), full(job.labels), full(job.table), full(job.overlay))
+
+
+def _absolute_model(model: str | None) -> str | None:
+    """A checkpoint file named relative to here, as the workers must find it."""
+    return os.path.abspath(os.path.expanduser(model)) if model is not None and Path(model).expanduser().is_file() \
+        else model

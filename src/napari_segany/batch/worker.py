@@ -1,0 +1,88 @@
+"""What runs on a dask worker: the model kept from one task to the next, and the task itself.
+Imported only where dask.distributed is installed and a cluster is used."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from distributed import WorkerPlugin, get_worker
+
+from .item import AutoOptions, ModelUnavailable, load_predictor, segment_item
+from .outputs import Job
+
+NAME = "napari-segany-models"
+
+
+class ModelKeeper(WorkerPlugin):
+    """Registered on every worker (and on workers that join or are restarted later): each worker
+    loads a model the first time a task needs it and keeps it for the tasks after. One task uses
+    the model at a time, with as many torch threads as the worker has threads, so the workers of
+    a machine do not oversubscribe its cores; reading and writing files overlaps with it."""
+
+    name = NAME
+    idempotent = True  # a second run on the same cluster keeps the models already loaded
+
+    def setup(self, worker) -> None:
+        self.threads = max(1, int(worker.state.nthreads))
+        self.address = worker.address
+        self.loads = 0
+        self._predictors: dict[tuple, object] = {}
+        self._loading = threading.Lock()
+        self._computing = threading.Lock()
+
+    def predictor(self, options: AutoOptions):
+        """The predictor of ``options`` on this worker, loaded on first use."""
+        with self._loading:
+            if options.model_key not in self._predictors:
+                try:
+                    with self.compute():
+                        self._predictors[options.model_key] = load_predictor(options)
+                except Exception as err:  # noqa: BLE001 - whatever it was, no input can be segmented
+                    raise ModelUnavailable(f"the model could not be loaded on the worker {self.address}: "
+                                           f"{err}") from None
+                self.loads += 1
+            return self._predictors[options.model_key]
+
+    @contextlib.contextmanager
+    def compute(self):
+        import torch
+
+        with self._computing:
+            torch.set_num_threads(self.threads)
+            yield
+
+
+def keeper() -> ModelKeeper:
+    found = get_worker().plugins.get(NAME)
+    if found is None:
+        raise RuntimeError("this dask worker has no napari-segany model keeper; run through "
+                           "napari_segany.batch.run_auto, which registers it")
+    return found
+
+
+def auto_task(job: Job, options: AutoOptions) -> dict:
+    """One input segmented on this worker; its result, with the worker's address and the model's
+    name and arithmetic (when it was segmented). Outputs are written atomically by
+    :func:`~napari_segany.batch.item.segment_item`, the labels last: a task killed with its worker
+    leaves no partial file, and the scheduler runs it again elsewhere."""
+    mine = keeper()
+    used = []
+
+    def predictor():
+        used.append(mine.predictor(options))
+        return used[-1]
+
+    result = segment_item(job, options, predictor, compute=mine.compute)
+    result["worker"] = mine.address
+    if used:
+        result["model"] = (used[0].model.info.name, used[0].precision)
+    return result
+
+
+def worker_stats(dask_worker) -> dict:
+    """(for ``client.run``) the process id, threads and models loaded of a worker."""
+    import os
+
+    found = dask_worker.plugins.get(NAME)
+    return {"pid": os.getpid(), "threads": getattr(found, "threads", None), "loads": getattr(found, "loads", 0)}
