@@ -11,7 +11,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.precision import PRECISIONS  # "auto" first: the default
-from ..weights import registry
+from ..weights import registry, user_models
 from .layers import find_layer
 
 LOCAL_FILE = "__local_file__"
@@ -28,6 +28,8 @@ def model_items() -> list[tuple[str, str]]:
         else:
             where = "cached" if registry.is_cached(name) else f"download {spec.size_text}"
         items.append((f"{name} ({where}) - {spec.description}", name))
+    for own in user_models.list_models():  # fine-tuned and saved by name: loaded by that name
+        items.append((f"{own.name} (yours) - {own.describe()}", own.name))
     return items
 
 
@@ -49,7 +51,8 @@ class ModelPanel(QWidget):
         self.image_combo.setToolTip("The image to segment; prompts apply to the slice on screen.")
         form.addRow("Image", self.image_combo)
         self.model_combo = QComboBox()
-        self.model_combo.setToolTip("A registry model (downloaded once, verified) or a checkpoint file.")
+        self.model_combo.setToolTip("A registry model (downloaded once, verified), one of your own (fine-tuned) "
+                                    "models, or a checkpoint file.")
         for text, source in model_items():
             self.model_combo.addItem(text, source)
         self.model_combo.addItem("Local file...", LOCAL_FILE)
@@ -178,8 +181,22 @@ class ModelPanel(QWidget):
             ev.disconnect(self.refresh_images)
 
     def refresh_models(self) -> None:
-        """Update the cached/download marks (after a download)."""
+        """Update the cached/download marks (after a download) and add the user's models saved
+        since (after a fine-tuning)."""
         for text, source in model_items():
             index = self.model_combo.findData(source)
             if index >= 0:
                 self.model_combo.setItemText(index, text)
+            else:
+                self.model_combo.insertItem(self.model_combo.findData(LOCAL_FILE), text, source)
+
+    def select_model(self, source: str) -> None:
+        """Choose ``source`` (a registry name, one of the user's models, or a file) in the list."""
+        index = self.model_combo.findData(source)
+        if index < 0:
+            self.refresh_models()
+            index = self.model_combo.findData(source)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+        else:
+            self.add_local_model(source)

@@ -167,7 +167,8 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         'Load model'. A predictor set meanwhile (or a model the user loads) wins over it."""
         mp = self.model_panel
         source = mp.source
-        if self.state.predictor is not None or source is None or not registry.get_spec(source).bundled:
+        if (self.state.predictor is not None or source not in registry.REGISTRY
+                or not registry.get_spec(source).bundled):
             return
         self.controller.load_model(source, mp.device_combo.currentText(), mp.precision_combo.currentText())
         if self.controller.model_job is not None:

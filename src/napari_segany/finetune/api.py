@@ -125,10 +125,13 @@ def finetune(model, pairs, output=None, *, axis: int = 0, held_out: float = 0.25
         Arrays or file paths. A 2D image (H x W, or H x W x C) with H x W labels, or a volume
         (Z x Y x X, or channels last) with Z x Y x X labels, sliced along ``axis``. Objects are the
         label ids (0 = background) of each 2D picture.
-    output : path, optional
+    output : path or name, optional
         Where to write the fine-tuned model (``.pt``/``.pth``, our format, loadable with
-        :func:`napari_segany.load_model`). Written only when the held-out score improved (or with
-        ``save="always"``), atomically, never over an existing file unless ``overwrite``.
+        :func:`napari_segany.load_model`), or a name (letters, digits, - and _): then it is saved
+        among your own models, ``<cache>/user-models/<name>.pt``, and ``load_model(name)`` finds it
+        (:mod:`napari_segany.weights.user_models`; a registry name is refused). Written only when
+        the held-out score improved (or with ``save="always"``), atomically, never over an
+        existing file unless ``overwrite``.
     held_out : float
         Share of the data held out to measure the result (by image, by block of slices, or, with
         fewer than 4 such parts, by quarter of each image; never by pixel). At least one part is

@@ -12,15 +12,26 @@ from pathlib import Path
 
 import torch
 
+from ..weights import user_models
+
 SUFFIXES = (".pt", ".pth")
 
 
 def check_output(path, overwrite: bool) -> Path:
     """The checkpoint path, refused before any work when it exists (and ``overwrite`` is False), is
-    a folder, or does not end in .pt/.pth."""
+    a folder, or does not end in .pt/.pth. A str that is a model name (letters, digits, - and _)
+    is one of the user's own models: ``<cache>/user-models/<name>.pt``
+    (:mod:`napari_segany.weights.user_models`), never a registry name."""
+    if isinstance(path, str) and user_models.is_name(path):
+        p = user_models.path_for(path)
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"you already have a model called {path!r} ({p}); choose another name or pass "
+                                  "overwrite=True to replace it")
+        return p
     p = Path(os.fspath(path)).expanduser()
     if p.suffix.lower() not in SUFFIXES:
-        raise ValueError(f"the output {str(p)!r} would hold a model; give it a name ending in .pt or .pth")
+        raise ValueError(f"the output {str(p)!r} would hold a model; give a file name ending in .pt or .pth, or a "
+                         "model name of letters, digits, - and _ (saved among your own models)")
     if p.is_dir():
         raise IsADirectoryError(f"the output {str(p)!r} is a folder; give the name of a file (inside it)")
     if p.exists() and not overwrite:

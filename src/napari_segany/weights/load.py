@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import registry
+from . import registry, user_models
 from .checkpoint import (
     PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
 )
@@ -244,7 +244,9 @@ def load_model(
     ----------
     name_or_path : str or os.PathLike, optional
         A registry name (see ``napari_segany.weights.registry.model_names()``),
-        downloaded and verified on first use, or the path of a checkpoint file
+        downloaded and verified on first use, the name of one of your own
+        models (fine-tuned and saved by name, :mod:`napari_segany.weights.user_models`;
+        registry names come first), or the path of a checkpoint file
         (``.pth``/``.pt``/``.safetensors``) in any layout that
         :func:`napari_segany.weights.checkpoint.read_checkpoint` understands. By
         default the model that ships inside the package
@@ -285,14 +287,17 @@ def load_model(
     dev = resolve_device(device)  # fail before a long download
     if isinstance(name_or_path, str) and name_or_path in registry.REGISTRY:
         return _load_registered(name_or_path, dev, preprocess, progress)
-    path = Path(os.fspath(name_or_path)).expanduser()
+    own = user_models.find(name_or_path)  # a model of the user's, saved by name (fine-tuning)
+    path = own if own is not None else Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder; pass the checkpoint file inside it.")
     if not path.is_file():
         text = os.fspath(name_or_path)
         lead = (f"No checkpoint file at {text!r}" if _looks_like_path(text)
                 else f"{text!r} is neither a registry name nor an existing file")
-        raise ValueError(f"{lead}. Registry names: {', '.join(registry.REGISTRY)}; "
+        yours = user_models.names()
+        mine = f"; your own models: {', '.join(yours)}" if yours else ""
+        raise ValueError(f"{lead}. Registry names: {', '.join(registry.REGISTRY)}{mine}; "
                          "or pass the path of a checkpoint file.")
     state = read_checkpoint(path)
     arch, image_size = detect_architecture(state)
