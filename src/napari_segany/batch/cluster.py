@@ -59,7 +59,7 @@ def connect(*, local: int | bool | None = None, scheduler: str | None = None):
         return
     n, threads = local_workers(None if local is True else int(local))
     with distributed.LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         yield client
 
 

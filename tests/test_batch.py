@@ -1,0 +1,171 @@
+"""Many inputs on dask.distributed (napari_segany.batch, ``auto --cluster/--scheduler``), against a
+real LocalCluster of 2 worker processes on 127.0.0.1, with the included model on crops of the real
+nuclei: the same files as the single process, a worker killed by its process id mid-run, resuming
+without the model, a bad input among good ones, the command line, and running without distributed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_segany import GridSettings
+from napari_segany.batch import run_auto
+from napari_segany.batch.worker import worker_stats
+from napari_segany.cli import main
+from napari_segany.sample_data import load_sample
+
+distributed = pytest.importorskip("distributed")  # installed by `make setup` (the cluster extra)
+
+GRID = GridSettings(points_per_side=6)
+CROPS = {"a": (slice(0, 160), slice(0, 160)), "b": (slice(300, 460), slice(280, 440)),
+         "c": (slice(150, 310), slice(330, 490)), "d": (slice(352, 512), slice(0, 160))}
+
+
+def _outputs(folder: Path, names) -> dict:
+    """name -> (labels, table text) of a run's outputs."""
+    return {n: (tifffile.imread(folder / f"{n}_labels.tif"), (folder / f"{n}_objects.csv").read_text())
+            for n in names}
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """Four 160 x 160 crops of the real nuclei as TIFFs, and their outputs from the single process."""
+    folder = tmp_path_factory.mktemp("crops")
+    image = load_sample("nuclei2d")
+    for name, window in CROPS.items():
+        tifffile.imwrite(folder / f"{name}.tif", image[window])
+    out = tmp_path_factory.mktemp("single")
+    results = run_auto(folder, out, settings=GRID, progress=False)
+    assert [r["status"] for r in results] == ["segmented"] * 4
+    return folder, _outputs(out, CROPS)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name][0], b[name][0])
+        assert a[name][0].max() > 0
+        assert a[name][1] == b[name][1], name
+
+
+def test_a_cluster_writes_what_one_process_writes_and_a_rerun_loads_nothing(crops, client, tmp_path):
+    folder, single = crops
+    results = run_auto(folder, tmp_path, settings=GRID, client=client, progress=False)
+    assert [r["path"] for r in results] == [str(folder / f"{n}.tif") for n in CROPS]
+    assert [r["status"] for r in results] == ["segmented"] * 4
+    assert all(r["worker"].startswith("tcp://127.0.0.1:") and r["seconds"] > 0 for r in results)
+    _same(_outputs(tmp_path, CROPS), single)
+    stats = client.run(worker_stats)
+    assert len(stats) == 2 and all(s["threads"] == 1 and s["loads"] <= 1 for s in stats.values())
+    assert sum(s["loads"] for s in stats.values()) >= 1  # each worker loaded it at most once, for 4 inputs
+
+    # a re-run skips every input before submitting: a model that cannot be loaded is never asked for
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    again = run_auto(folder, tmp_path, settings=GRID, client=client, model=str(tmp_path / "absent.pth"),
+                     progress=False)
+    assert [r["status"] for r in again] == ["skipped"] * 4
+    assert [r["objects"] for r in again] == [r["objects"] for r in results]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
+    assert client.run(worker_stats) == stats
+
+    # with an input to do, the model that cannot be loaded stops the run with a sentence
+    (tmp_path / "a_labels.tif").unlink()
+    with pytest.raises(RuntimeError, match="absent.pth"):
+        run_auto(folder, tmp_path, settings=GRID, client=client, model=str(tmp_path / "absent.pth"), progress=False)
+
+
+def test_a_worker_killed_mid_run_and_the_run_still_completes(crops, client, tmp_path):
+    folder, single = crops
+    pids = client.run(os.getpid)
+    done: dict = {}
+    run = threading.Thread(target=lambda: done.update(results=run_auto(folder, tmp_path, settings=GRID,
+                                                                        client=client, progress=False)))
+    run.start()
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline and run.is_alive():
+        busy = [w for w, keys in client.processing().items() if keys and w in pids]
+        if busy and not any((tmp_path / f"{n}_labels.tif").exists() for n in CROPS):
+            victim = busy[0]
+        time.sleep(0.02)
+    assert victim is not None, "no task was seen running"
+    os.kill(pids[victim], signal.SIGKILL)  # the worker process dies with its task; its nanny starts another
+    run.join(timeout=300)
+    assert not run.is_alive()
+    assert [r["status"] for r in done["results"]] == ["segmented"] * 4
+    _same(_outputs(tmp_path, CROPS), single)
+    assert victim not in {r["worker"] for r in done["results"]}  # what it held was run again elsewhere
+    outputs = {f"{n}_{kind}" for n in CROPS for kind in ("labels.tif", "objects.csv")}
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")} == outputs
+
+
+def test_a_bad_input_is_reported_and_the_others_are_written(crops, client, tmp_path):
+    folder, single = crops
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    for n in "ab":
+        (plate / f"{n}.tif").write_bytes((folder / f"{n}.tif").read_bytes())
+    (plate / "bad.tif").write_text("not an image")
+    whole = (folder / "c.tif").read_bytes()  # a TIFF whose header is whole and whose pixels are cut off
+    (plate / "cut.tif").write_bytes(whole[: len(whole) // 3])
+    results = run_auto(plate, tmp_path / "out", settings=GRID, client=client, progress=False)
+    status = {Path(r["path"]).name: r for r in results}
+    assert [Path(r["path"]).name for r in results] == ["a.tif", "b.tif", "bad.tif", "cut.tif"]
+    assert status["a.tif"]["status"] == status["b.tif"]["status"] == "segmented"
+    for name in ("bad.tif", "cut.tif"):
+        assert status[name]["status"] == "failed" and name in status[name]["error"]
+        assert not (tmp_path / "out" / f"{name[:-4]}_labels.tif").exists()
+    assert "could not be read as an image" in status["bad.tif"]["error"]
+    _same(_outputs(tmp_path / "out", "ab"), {n: single[n] for n in "ab"})
+
+
+def test_the_command_line_runs_on_a_local_cluster(crops, tmp_path, capsys):
+    folder, single = crops
+    argv = ["auto", str(folder / "a.tif"), str(folder / "d.tif"), "-d", str(tmp_path), "--points-per-side", "6",
+            "--json"]
+    assert main(argv + ["--cluster", "local:2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["segmented"] == 2 and summary["model"] == "segany_vit_t_512" and summary["precision"] == "fp32"
+    assert len({r["worker"] for r in summary["inputs"]}) <= 2
+    _same(_outputs(tmp_path, "ad"), {n: single[n] for n in "ad"})
+    for bad in ("local:0", "slurm", "local:two"):
+        with pytest.raises(SystemExit):
+            main(argv + ["--cluster", bad])
+        assert "local:N" in capsys.readouterr().err
+    assert main(argv + ["--scheduler", "tcp://127.0.0.1:9"]) == 1  # nothing listens there
+    assert "could not reach the dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+
+
+def test_without_distributed_one_process_works_and_a_cluster_says_how_to_install_it(crops, tmp_path):
+    """In a fresh interpreter where ``import distributed`` fails, as on an install without the extra."""
+    folder, single = crops
+    script = f"""
+import sys
+sys.modules["distributed"] = None  # what a missing package does to `import distributed`
+from napari_segany.cli import main
+argv = ["auto", {str(folder / "a.tif")!r}, "-d", {str(tmp_path)!r}, "--points-per-side", "6"]
+assert main(argv) == 0, "the single process failed"
+assert main(argv + ["--overwrite", "--cluster", "local"]) == 1
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "error: running on a dask cluster needs dask.distributed, which is not installed" in done.stderr
+    assert "pip install 'napari-segany[cluster]'" in done.stderr
+    _same(_outputs(tmp_path, "a"), {"a": single["a"]})
