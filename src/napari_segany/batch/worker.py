@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 from distributed import WorkerPlugin, get_worker
 
@@ -68,16 +69,39 @@ def auto_task(job: Job, options: AutoOptions) -> dict:
     leaves no partial file, and the scheduler runs it again elsewhere."""
     mine = keeper()
     used = []
+    timer = _Timer(mine)
 
     def predictor():
+        loads = mine.loads
         used.append(mine.predictor(options))
+        timer.loaded = mine.loads > loads
         return used[-1]
 
-    result = segment_item(job, options, predictor, compute=mine.compute)
-    result["worker"] = mine.address
+    result = segment_item(job, options, predictor, compute=timer)
+    result.update(worker=mine.address, compute_seconds=round(timer.held, 4), wait_seconds=round(timer.waited, 4),
+                  loaded_model=timer.loaded)
     if used:
         result["model"] = (used[0].model.info.name, used[0].precision)
     return result
+
+
+class _Timer:
+    """The worker's compute lock, timed: ``waited`` for it (other tasks of this worker had the
+    model), ``held`` with the model working for this task; ``loaded``: this task loaded the model."""
+
+    def __init__(self, keeper: ModelKeeper):
+        self.keeper, self.waited, self.held, self.loaded = keeper, 0.0, 0.0, False
+
+    @contextlib.contextmanager
+    def __call__(self):
+        asked = time.perf_counter()
+        with self.keeper.compute():
+            got = time.perf_counter()
+            self.waited += got - asked
+            try:
+                yield
+            finally:
+                self.held += time.perf_counter() - got
 
 
 def worker_stats(dask_worker) -> dict:
