@@ -90,11 +90,11 @@ def overheads(run: dict) -> dict:
     per run: the share of the workers' wall time their model was busy, and what the rest costs per
     task (model loading, reading, writing, scheduling, idle), as a share of a task's compute."""
     by_path = {r["path"]: r for r in run["results"]}
-    order = sorted(by_path)  # the jobs are the inputs in order; keys are segany-auto-<run>-<index>
+    order = sorted(by_path)  # the jobs are the inputs in order; keys are segany-auto_task-<run>-<index>
     tasks = []
     for t in run["tasks"]:
         compute = [s for s in t["startstops"] if s["action"] == "compute"]
-        if not compute or not str(t["key"]).startswith("segany-auto-"):
+        if not compute or not str(t["key"]).startswith("segany-auto_task-"):
             continue
         r = by_path[order[int(str(t["key"]).rsplit("-", 1)[1])]]
         span = compute[-1]["stop"] - compute[0]["start"]

@@ -169,3 +169,31 @@ assert main(argv + ["--overwrite", "--cluster", "local"]) == 1
     assert "error: running on a dask cluster needs dask.distributed, which is not installed" in done.stderr
     assert "pip install 'napari-segany[cluster]'" in done.stderr
     _same(_outputs(tmp_path, "a"), {"a": single["a"]})
+
+
+def test_embed_many_volumes_on_the_cluster_then_reuse_their_caches(client, tmp_path, capsys):
+    """Each volume's cache in its own folder, filled by the workers; the single process then finds
+    every slice there (the caches the workers wrote are whole and keyed as its own); a 2D image
+    among the volumes is reported and the others go on."""
+    from napari_segany.batch import AutoOptions, plan_caches, run_embed
+    from napari_segany.batch.inputs import expand_inputs
+
+    stack = load_sample("nuclei3d")
+    inputs = tmp_path / "stacks"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "one.tif", stack[28:30, 64:160, 64:160], photometric="minisblack")
+    tifffile.imwrite(inputs / "two.tif", stack[40:43, 100:196, 100:196], photometric="minisblack")
+    tifffile.imwrite(inputs / "flat.tif", stack[30, :96, :96])
+    volumes = plan_caches(expand_inputs([str(inputs)]), tmp_path / "cache")
+    assert [(v.name, c.name) for v, c in volumes] == [("flat.tif", "flat"), ("one.tif", "one"), ("two.tif", "two")]
+    results, model = run_embed(volumes, AutoOptions(), client=client, progress=False)
+    assert model == ("segany_vit_t_512", "fp32")
+    assert [r["status"] for r in results] == ["failed", "embedded", "embedded"]
+    assert "flat.tif" in results[0]["error"] and "2D image" in results[0]["error"]
+    assert [(r["slices"], r["computed"], r["cached"]) for r in results[1:]] == [(2, 2, 0), (3, 3, 0)]
+
+    assert main(["embed", str(inputs / "one.tif"), str(inputs / "two.tif"), "--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "one.tif: 2 slices along axis 0: 0 computed, 2 already cached" in out
+    assert "two.tif: 3 slices along axis 0: 0 computed, 3 already cached" in out
+    assert "2 volumes: 2 embedded, 0 failed" in out

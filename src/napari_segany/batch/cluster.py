@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from .embed import embed_volume
 from .inputs import expand_inputs, input_shape, kind_of
 from .item import AutoOptions, ModelUnavailable, failed, load_predictor, segment_item
 from .outputs import DONE, Job, count_rows, plan_jobs, state
@@ -104,10 +105,76 @@ def run_jobs(jobs: list[Job], options: AutoOptions, *, client=None, progress: bo
     """(the result of each job in order, (model name, precision) or None when no model was
     loaded). ``on_result(result, bar)`` is called as each input finishes (``bar.write`` prints
     without breaking the bar). A model that cannot be loaded ends the run (RuntimeError)."""
+    existing = []
+
+    def here(i, predictor):
+        if options.existing is not None and not existing:
+            from ..files import read_image
+
+            existing.append(read_image(options.existing))
+        return segment_item(jobs[i], options, predictor, existing=existing[0] if existing else None,
+                            progress=progress)
+
+    def remote(i):
+        from .worker import auto_task
+
+        if not (options.overwrite or options.existing is not None):
+            done = _finished(jobs[i], options)
+            if done is not None:
+                return done
+        sent = replace(options, existing=None if options.existing is None else os.path.abspath(options.existing))
+        return auto_task, (_absolute(jobs[i]), _sent(sent))
+
+    return execute([j.source for j in jobs], options, here=here, remote=remote, blank=lambda i: _blank(jobs[i]),
+                   client=client, progress=progress, on_result=on_result, report=report, unit="input",
+                   desc="auto")
+
+
+def run_embed(volumes: list[tuple[Path, Path]], options: AutoOptions, *, client=None, progress: bool = True,
+              on_result: Callable[[dict, object], None] | None = None,
+              report: Callable[[str], None] | None = None) -> tuple[list[dict], tuple[str, str] | None]:
+    """Embed every slice of each (volume, cache folder) (see
+    :func:`~napari_segany.batch.embed.plan_caches`) along ``options.axis``: in this process, or
+    one task per volume on ``client``. Returns as :func:`run_jobs` does; each result has
+    ``status`` "embedded" or "failed" (with its ``error``), ``slices``, ``computed``, ``cached``
+    (already there), ``recomputed`` (damaged), the ``cache`` folder and its size in ``mib``."""
     from tqdm import tqdm
 
-    results: list[dict | None] = [None] * len(jobs)
-    with tqdm(total=len(jobs), unit="input", desc="auto", disable=not progress or len(jobs) < 2) as bar:
+    def here(i, predictor):
+        source, cache = volumes[i]
+        one = len(volumes) == 1
+        with tqdm(total=None, unit="slice", desc="embedding" if one else source.name, leave=one,
+                  disable=not progress) as bar:
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            return embed_volume(source, cache, options, predictor, progress=advance)
+
+    def remote(i):
+        from .worker import embed_task
+
+        source, cache = volumes[i]
+        return embed_task, (Path(os.path.abspath(source)), Path(os.path.abspath(cache)), _sent(options))
+
+    def blank(i):
+        return {"path": str(volumes[i][0]), "status": "failed", "cache": str(volumes[i][1]), "seconds": 0.0}
+
+    return execute([v[0] for v in volumes], options, here=here, remote=remote, blank=blank, client=client,
+                   progress=progress, on_result=on_result, report=report, unit="volume", desc="embed")
+
+
+def execute(sources: list[Path], options: AutoOptions, *, here, remote, blank, client=None, progress: bool = True,
+            on_result=None, report=None, unit: str = "input", desc: str = "") -> tuple[list[dict], tuple | None]:
+    """Run one item per source, in this process (``here(i, predictor)``, the model loaded on first
+    use and shared) or on ``client`` (``remote(i)`` gives the task's function and arguments, or a
+    result when the item needs no task), keeping what the results say as given: the path and
+    outputs of each are the caller's, not the absolute ones sent to the workers. ``blank(i)``:
+    item i's result before it ran. Returns (results in order, (model name, precision) or None)."""
+    from tqdm import tqdm
+
+    results: list[dict | None] = [None] * len(sources)
+    with tqdm(total=len(sources), unit=unit, desc=desc, disable=not progress or len(sources) < 2) as bar:
         def finish(i: int, result: dict) -> None:
             results[i] = result
             bar.update(1)
@@ -115,47 +182,36 @@ def run_jobs(jobs: list[Job], options: AutoOptions, *, client=None, progress: bo
                 on_result(result, bar)
 
         if client is None:
-            model = _run_here(jobs, options, bar, finish, progress, report)
+            loaded = []
+
+            def predictor():
+                if not loaded:
+                    loaded.append(load_predictor(options, report))
+                return loaded[0]
+
+            for i, source in enumerate(sources):
+                bar.set_postfix_str(source.name, refresh=False)
+                finish(i, here(i, predictor))
+            model = (loaded[0].model.info.name, loaded[0].precision) if loaded else None
         else:
-            model = _run_on(client, jobs, options, finish)
+            model = _run_on(client, sources, remote, blank, finish)
     return results, model
 
 
-def _run_here(jobs, options, bar, finish, progress, report):
-    existing = None
-    if options.existing is not None:
-        from ..files import read_image
-
-        existing = read_image(options.existing)
-    loaded = []
-
-    def predictor():
-        if not loaded:
-            loaded.append(load_predictor(options, report))
-        return loaded[0]
-
-    for i, job in enumerate(jobs):
-        bar.set_postfix_str(job.source.name, refresh=False)
-        finish(i, segment_item(job, options, predictor, existing=existing, progress=progress))
-    return (loaded[0].model.info.name, loaded[0].precision) if loaded else None
-
-
-def _run_on(client, jobs: list[Job], options: AutoOptions, finish) -> tuple[str, str] | None:
+def _run_on(client, sources, remote, blank, finish) -> tuple[str, str] | None:
     distributed = require_distributed()
-    from .worker import ModelKeeper, auto_task
+    from .worker import ModelKeeper
 
     client.register_plugin(ModelKeeper())
-    sent = replace(options, model=_absolute_model(options.model),
-                   existing=None if options.existing is None else os.path.abspath(options.existing))
     run = uuid.uuid4().hex[:8]
     pending = {}
-    for i, job in enumerate(jobs):
-        done = None if options.overwrite or options.existing is not None else _finished(job, options)
-        if done is not None:
-            finish(i, done)
+    for i in range(len(sources)):
+        call = remote(i)
+        if isinstance(call, dict):  # nothing to do (complete outputs)
+            finish(i, call)
             continue
-        key = f"segany-auto-{run}-{i}"
-        pending[client.submit(auto_task, _absolute(job), sent, key=key, pure=False, retries=0)] = i
+        fn, args = call
+        pending[client.submit(fn, *args, key=f"segany-{fn.__name__}-{run}-{i}", pure=False, retries=0)] = i
     model = None
     try:
         for future in distributed.as_completed(list(pending)):
@@ -164,14 +220,19 @@ def _run_on(client, jobs: list[Job], options: AutoOptions, finish) -> tuple[str,
                 result = future.result()
             except ModelUnavailable as err:
                 raise RuntimeError(str(err)) from None
-            except Exception as err:  # noqa: BLE001 - the input failed on its worker; the others go on
-                result = failed(_blank(jobs[i]), jobs[i].source, _task_error(err, distributed))
+            except Exception as err:  # noqa: BLE001 - the item failed on its worker; the others go on
+                result = failed(blank(i), sources[i], _task_error(err, distributed))
             model = result.pop("model", None) or model
-            result.update(path=str(jobs[i].source), outputs=jobs[i].outputs)  # as given, not made absolute
+            given = blank(i)
+            result.update({k: given[k] for k in given if k in ("path", "outputs")})  # as given
             finish(i, result)
     finally:
         client.cancel([f for f in pending if not f.done()])
     return model
+
+
+def _sent(options: AutoOptions) -> AutoOptions:
+    return replace(options, model=_absolute_model(options.model))
 
 
 def _finished(job: Job, options: AutoOptions) -> dict | None:

@@ -74,6 +74,17 @@ def _is_input(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def clash(named: list[tuple[str, Path]]) -> tuple[Path, Path, str] | None:
+    """The first two inputs given the same name (an output or cache path), and that name; None when
+    every name is its own."""
+    owners: dict[str, Path] = {}
+    for name, path in named:
+        if name in owners:
+            return owners[name], path, name
+        owners[name] = path
+    return None
+
+
 def stem(path: Path) -> str:
     """The name outputs start with: the file name without its ending (``cells.ome.tif`` and
     ``cells.ome.zarr`` -> ``cells``)."""
@@ -157,3 +168,17 @@ def kind_of(shape: tuple[int, ...], *, volume: bool, channel: int | None, axis: 
         have = "no channel axis" if ndim != 4 else f"{shape[3]} channels (0-{shape[3] - 1})"
         raise ValueError(f"--channel {channel} does not fit the volume, shape {shape}: it has {have}")
     return "volume", shape[:3]
+
+
+def check_volume(shape: tuple[int, ...], *, axis: int, channel: int | None, path) -> tuple[int, int]:
+    """``axis`` and ``channel`` against a volume's ``shape``, before the model loads. Returns the
+    axis (0-2) and the number of slices along it."""
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{path} has shape {tuple(shape)}; give a volume (Z, Y, X) or (Z, Y, X, C), or use "
+                         "`napari-segany segment` for a 2D image")
+    if not -3 <= axis < 3:
+        raise ValueError(f"--axis {axis} is not one of the volume's 3 spatial axes (0, 1 or 2)")
+    if channel is not None and (len(shape) != 4 or not 0 <= channel < shape[3]):
+        have = "no channel axis" if len(shape) != 4 else f"{shape[3]} channels (0-{shape[3] - 1})"
+        raise ValueError(f"--channel {channel} does not fit {path}, shape {tuple(shape)}: it has {have}")
+    return axis % 3, int(shape[axis % 3])

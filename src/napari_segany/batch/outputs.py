@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import check_output_path
-from .inputs import Layout, Source, stem
+from .inputs import Layout, Source, clash, stem
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,12 @@ def plan_jobs(sources: list[Source], *, output: str | None, output_dir: str | No
             raise ValueError(f"{path!r} is read by this command and would be overwritten by the "
                              f"{written[_key(Path(path))][1]} output: an input is never overwritten; choose "
                              "another output")
-    owners: dict[str, Path] = {}
+    same = clash([(_key(job.labels), src.path) for src, job in kept])
+    if same is not None:
+        labels = next(job.labels for src, job in kept if src.path == same[1])
+        raise ValueError(f"{str(same[0])!r} and {str(same[1])!r} would both be written to {str(labels)!r} (same "
+                         "name); rename one, or segment them into different --output-dir folders")
     for src, job in kept:
-        key = _key(job.labels)
-        if key in owners:
-            raise ValueError(f"{str(owners[key])!r} and {str(src.path)!r} would both be written to "
-                             f"{str(job.labels)!r} (same name); rename one, or segment them into different "
-                             "--output-dir folders")
-        owners[key] = src.path
         for kind, p in job.outputs.items():
             check_output_path(p, f"{kind} output")
     return [job for _, job in kept]

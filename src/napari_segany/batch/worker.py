@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 from distributed import WorkerPlugin, get_worker
 
+from .embed import embed_volume
 from .item import AutoOptions, ModelUnavailable, load_predictor, segment_item
 from .outputs import Job
 
@@ -63,10 +65,22 @@ def keeper() -> ModelKeeper:
 
 
 def auto_task(job: Job, options: AutoOptions) -> dict:
-    """One input segmented on this worker; its result, with the worker's address and the model's
-    name and arithmetic (when it was segmented). Outputs are written atomically by
-    :func:`~napari_segany.batch.item.segment_item`, the labels last: a task killed with its worker
-    leaves no partial file, and the scheduler runs it again elsewhere."""
+    """One input segmented on this worker (:func:`~napari_segany.batch.item.segment_item`). Outputs
+    are written atomically, the labels last: a task killed with its worker leaves no partial file,
+    and the scheduler runs it again elsewhere."""
+    return _with_model(options, lambda predictor, compute: segment_item(job, options, predictor, compute=compute))
+
+
+def embed_task(source: Path, cache: Path, options: AutoOptions) -> dict:
+    """One volume's slices embedded into its cache on this worker
+    (:func:`~napari_segany.batch.embed.embed_volume`)."""
+    return _with_model(options, lambda predictor, compute: embed_volume(source, cache, options, predictor,
+                                                                        compute=compute))
+
+
+def _with_model(options: AutoOptions, work) -> dict:
+    """``work(predictor, compute)``'s result, with the worker's address, the time the task held
+    and waited for the model, whether it loaded it, and the model's name and arithmetic."""
     mine = keeper()
     used = []
     timer = _Timer(mine)
@@ -77,7 +91,7 @@ def auto_task(job: Job, options: AutoOptions) -> dict:
         timer.loaded = mine.loads > loads
         return used[-1]
 
-    result = segment_item(job, options, predictor, compute=timer)
+    result = work(predictor, timer)
     result.update(worker=mine.address, compute_seconds=round(timer.held, 4), wait_seconds=round(timer.waited, 4),
                   loaded_model=timer.loaded)
     if used:

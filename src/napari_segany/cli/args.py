@@ -212,13 +212,52 @@ def check_cache_folder(path: str) -> Path:
 def check_volume_options(args: argparse.Namespace, shape: tuple[int, ...], path: str) -> tuple[int, int]:
     """--axis and --channel against a volume's ``shape``, before the model loads. Returns the axis and
     the number of slices along it."""
-    if len(shape) not in (3, 4):
-        raise ValueError(f"{path} has shape {tuple(shape)}; give a volume (Z, Y, X) or (Z, Y, X, C), or use "
-                         "`napari-segany segment` for a 2D image")
-    if not -3 <= args.axis < 3:
-        raise ValueError(f"--axis {args.axis} is not one of the volume's 3 spatial axes (0, 1 or 2)")
-    if args.channel is not None and (len(shape) != 4 or not 0 <= args.channel < shape[3]):
-        have = "no channel axis" if len(shape) != 4 else f"{shape[3]} channels (0-{shape[3] - 1})"
-        raise ValueError(f"--channel {args.channel} does not fit {path}, shape {tuple(shape)}: it has {have}")
-    axis = args.axis % 3
-    return axis, int(shape[axis])
+    from ..batch.inputs import check_volume
+
+    return check_volume(tuple(shape), axis=args.axis, channel=args.channel, path=path)
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, what: str = "input") -> None:
+    """--cluster local[:N] and --scheduler ADDRESS (one task per ``what`` on dask.distributed)."""
+    place = parser.add_argument_group("where it runs (default: in this process, one after the other)")
+    run_on = place.add_mutually_exclusive_group()
+    run_on.add_argument("--cluster", type=local_cluster, default=None, metavar="local[:N]",
+                        help=f"one task per {what} on a dask LocalCluster of N worker processes on this machine "
+                        "(default one per two cores), each loading the model once and using its share of the "
+                        "cores; needs dask.distributed (pip install 'napari-segany[cluster]')")
+    run_on.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help=f"one task per {what} on the dask cluster whose scheduler is at ADDRESS (e.g. "
+                        "tcp://host:8786, started by dask-jobqueue on SLURM, PBS or LSF); the files and the "
+                        "model file must have the same paths on its workers")
+
+
+def local_cluster(text: str) -> int | bool:
+    """--cluster: ``local`` (True: the default size) or ``local:N`` (N workers)."""
+    name, _, n = text.partition(":")
+    if name == "local" and not n:
+        return True
+    if name == "local":
+        try:
+            if int(n) >= 1:
+                return int(n)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"give local or local:N (N worker processes on this machine, at least 1), "
+                                     f"got {text!r}; for a cluster started elsewhere pass --scheduler ADDRESS")
+
+
+def client_for(args: argparse.Namespace):
+    """The dask client of --cluster or --scheduler (a context manager; None without them); without
+    dask.distributed, a RuntimeError that says how to install it."""
+    import contextlib
+
+    from ..batch import connect
+
+    @contextlib.contextmanager
+    def opened():
+        try:
+            with connect(local=args.cluster, scheduler=args.scheduler) as client:
+                yield client
+        except ImportError as err:  # the sentence says what to do
+            raise RuntimeError(str(err)) from None
+    return opened()

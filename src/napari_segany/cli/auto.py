@@ -68,31 +68,8 @@ def register(sub) -> None:
                    help="also write a PNG picture of each result (of a volume: its middle slice along --axis)")
     p.add_argument("--overwrite", action="store_true", help="segment inputs again whose outputs exist")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of lines")
-    place = p.add_argument_group("where it runs (default: in this process, one input after the other)")
-    run_on = place.add_mutually_exclusive_group()
-    run_on.add_argument("--cluster", type=_local, default=None, metavar="local[:N]",
-                        help="one task per input on a dask LocalCluster of N worker processes on this machine "
-                        "(default one per two cores), each loading the model once and using its share of the "
-                        "cores; needs dask.distributed (pip install 'napari-segany[cluster]')")
-    run_on.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="one task per input on the dask cluster whose scheduler is at ADDRESS (e.g. "
-                        "tcp://host:8786, started by dask-jobqueue on SLURM, PBS or LSF); inputs, outputs and "
-                        "the model file must have the same paths on the workers")
+    cli_args.add_cluster_options(p)
     p.set_defaults(func=run)
-
-
-def _local(text: str) -> int | bool:
-    name, _, n = text.partition(":")
-    if name == "local" and not n:
-        return True
-    if name == "local":
-        try:
-            if int(n) >= 1:
-                return int(n)
-        except ValueError:
-            pass
-    raise argparse.ArgumentTypeError(f"give local or local:N (N worker processes on this machine, at least 1), "
-                                     f"got {text!r}; for a cluster started elsewhere pass --scheduler ADDRESS")
 
 
 def _per_side(text: str) -> int:
@@ -126,7 +103,7 @@ def _fraction(flag: str):
 
 def run(args: argparse.Namespace) -> int:
     from .. import GridSettings
-    from ..batch import AutoOptions, connect, run_jobs
+    from ..batch import AutoOptions, run_jobs
 
     settings = GridSettings(points_per_side=args.points_per_side, object_size=args.object_size,
                             min_iou=args.min_iou,
@@ -140,12 +117,9 @@ def run(args: argparse.Namespace) -> int:
     options = AutoOptions(settings=settings, model=args.model, device=args.device, precision=args.precision,
                           regions=args.regions, volume=args.volume, axis=args.axis, channel=args.channel,
                           contrast_limits=args.contrast_limits, existing=args.existing, overwrite=args.overwrite)
-    try:
-        with connect(local=args.cluster, scheduler=args.scheduler) as client:
-            results, model = run_jobs(jobs, options, client=client, report=cli_args.note,
-                                      on_result=lambda result, bar: _say(result, bar, args.json))
-    except ImportError as err:  # --cluster or --scheduler without dask.distributed: the sentence says what to do
-        raise RuntimeError(str(err)) from None
+    with cli_args.client_for(args) as client:
+        results, model = run_jobs(jobs, options, client=client, report=cli_args.note,
+                                  on_result=lambda result, bar: _say(result, bar, args.json))
     failed = sum(r["status"] == "failed" for r in results)
     if args.json:
         print(json.dumps({

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import warnings
 import json
+import sys
 
 import numpy as np
 
@@ -13,13 +13,18 @@ from . import args as cli_args
 
 def register(sub) -> None:
     e = sub.add_parser(
-        "embed", help="precompute the embeddings of every slice of a volume into a disk cache",
-        description="Embed every slice of a volume along one axis into a zarr disk cache (resumable: "
-        "slices already cached are skipped, edited slices are recomputed).",
+        "embed", help="precompute the embeddings of every slice of volumes into disk caches",
+        description="Embed every slice of each volume along one axis into a zarr disk cache (resumable: "
+        "slices already cached are skipped, edited slices are recomputed). A volume that fails is reported "
+        "and the others go on; the exit status is then 1.",
     )
-    e.add_argument("volume", help="volume TIFF (Z, Y, X) or (Z, Y, X, C)")
-    e.add_argument("--cache", required=True, metavar="DIR", help="cache folder (one per volume is best)")
+    e.add_argument("volumes", nargs="+", metavar="VOLUME",
+                   help="volume TIFF (Z, Y, X) or (Z, Y, X, C), zarr array or OME-Zarr image, a folder of them or "
+                   "a quoted pattern such as 'stacks/*.tif'")
+    e.add_argument("--cache", required=True, metavar="DIR",
+                   help="cache folder (one per volume is best: with several volumes each gets DIR/<name>)")
     _common(e)
+    cli_args.add_cluster_options(e, "volume")
     e.set_defaults(func=run_embed)
 
     p = sub.add_parser(
@@ -71,32 +76,34 @@ def _store(args, volume, cache):
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..files import read_image
-
-    from ..engine.predictor import Cancelled
+    from ..batch import AutoOptions, plan_caches, run_embed as embed_all
+    from ..batch.inputs import expand_inputs
 
     cli_args.check_cache_folder(args.cache)
-    volume = read_image(args.volume)
-    cli_args.check_volume_options(args, volume.shape, args.volume)
-    with warnings.catch_warnings():  # embed exists to fill the cache: a cache problem ends it (below)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        store = _store(args, volume, args.cache)
-        try:
-            with tqdm(total=store.n_slices, unit="slice", desc="embedding") as bar:
-                stats = store.compute_all(progress=lambda done, total: bar.update(done - bar.n),
-                                          should_stop=lambda: store.cache_problem is not None)
-        except Cancelled:
-            pass
-    if store.cache_problem is not None:
-        raise OSError(store.cache_problem.split(";")[0] + "; embed stops, as it exists to fill the cache: free "
-                      "disk space or pass another --cache folder.")
-    mib = store.disk_bytes() / 2**20
-    print(f"{store.n_slices} slices along axis {store.axis}: {stats['encoded']} computed, "
-          f"{stats['disk_hits']} already cached, {stats['corrupted']} damaged and recomputed; "
-          f"cache {store.cache_path} ({mib:.1f} MiB)")
-    return 0
+    volumes = plan_caches(expand_inputs(args.volumes), args.cache)
+    options = AutoOptions(model=args.model, device=args.device, precision=args.precision, regions=args.regions,
+                          axis=args.axis, channel=args.channel, contrast_limits=args.contrast_limits)
+    many = len(volumes) > 1
+    with cli_args.client_for(args) as client:
+        results, _ = embed_all(volumes, options, client=client, report=cli_args.note,
+                               on_result=lambda result, bar: _embedded(result, bar, many))
+    failed = sum(r["status"] == "failed" for r in results)
+    if many:
+        tally = f"{len(results)} volumes: {len(results) - failed} embedded, {failed} failed"
+        if failed:
+            cli_args.note(f"error: {failed} of {len(results)} volumes failed (see above); {tally}")
+        else:
+            print(tally)
+    return 1 if failed else 0
+
+
+def _embedded(result: dict, bar, many: bool) -> None:
+    if result["status"] == "failed":
+        bar.write(f"error: {result['error']}", file=sys.stderr)
+        return
+    bar.write(f"{result['path'] + ': ' if many else ''}{result['slices']} slices along axis {result['axis']}: "
+              f"{result['computed']} computed, {result['cached']} already cached, {result['recomputed']} damaged "
+              f"and recomputed; cache {result['cache']} ({result['mib']:.1f} MiB)")
 
 
 def run_propagate(args: argparse.Namespace) -> int:
