@@ -112,6 +112,14 @@ def make_inputs(folder: Path, model_path: Path | None = None) -> dict[str, Path]
     paths["folder_pth"] = folder / "a_folder.pth"
     (folder / "a_folder.tif").mkdir()
     paths["folder_tif"] = folder / "a_folder.tif"
+    labels = (img > 2000).astype(np.uint16)  # the disk as object 1: annotations for finetune
+    for key, data in (("img_labels", labels), ("vol_labels", np.stack([labels] * 4)),
+                      ("small_labels", labels[:32, :32]), ("float_labels", labels * 0.5),
+                      ("empty_labels", np.zeros_like(labels))):
+        paths[key] = folder / f"{key}.tif"
+        tifffile.imwrite(paths[key], data, photometric="minisblack")
+    paths["existing_pt"] = folder / "existing.pt"
+    paths["existing_pt"].write_bytes(b"a precious model")
     if model_path is not None:
         data = Path(model_path).read_bytes()
         paths["trunc_pth"] = folder / "truncated.pth"

@@ -27,6 +27,7 @@ ST = "segment {img} -o {out} -m {model}"  # refused with the model loaded
 P = "propagate {vol} -o {out} -m {absent} --slice 1"
 E = "embed {vol} --cache {cache} -m {absent}"
 A = "auto {img} -d {tmp}/out -m {absent}"
+F = "finetune -o {tmp}/mine.pt -m {absent}"
 CLI = [
     # prompts
     cli("point-negative-row", S + " --point -5,10", 1, "--point -5,10", "outside"),
@@ -198,6 +199,39 @@ CLI = [
     cli("download-empty-name", "download =", 1, "'='", env=CACHE),
     cli("download-cache-is-a-file", "download vit_b", 1, "a_file", env={"SEGANY_CACHE": "{a_file}"}),
     cli("download-without-name", "download", 2, "name"),
+    # finetune (refused before the model loads)
+    cli("finetune-no-pairs", F, 1, "--pair", "_labels.tif"),
+    cli("finetune-image-missing", F + " --pair {tmp}/none.tif {img_labels}", 1, "none.tif"),
+    cli("finetune-labels-missing", F + " --pair {img} {tmp}/none_labels.tif", 1, "none_labels.tif"),
+    cli("finetune-image-without-labels", F + " {rgb}", 1, "rgb.png", "rgb_labels.tif", "--pair"),
+    cli("finetune-labels-dir-missing", F + " {img} --labels-dir {tmp}/nowhere", 1, "--labels-dir", "nowhere"),
+    cli("finetune-shapes-differ", F + " --pair {img} {small_labels}", 1, "img.tif", "small_labels.tif",
+        "do not match"),
+    cli("finetune-labels-not-whole-numbers", F + " --pair {img} {float_labels}", 1, "float_labels.tif",
+        "whole-number"),
+    cli("finetune-labels-empty", F + " --pair {img} {empty_labels}", 1, "empty_labels.tif", "no objects"),
+    cli("finetune-image-text", F + " --pair {text_tif} {img_labels}", 1, "notes.tif"),
+    cli("finetune-volume-axis-5", F + " --pair {vol} {vol_labels} --axis 5", 1, "--axis 5"),
+    cli("finetune-output-exists", "finetune --pair {img} {img_labels} -o {existing_pt} -m {absent}", 1,
+        "existing.pt", "--overwrite"),
+    cli("finetune-output-txt", "finetune --pair {img} {img_labels} -o {tmp}/model.txt -m {absent}", 1,
+        "model.txt", ".pt"),
+    cli("finetune-output-a-folder", "finetune --pair {img} {img_labels} -o {folder_pth} -m {absent}", 1,
+        "a_folder.pth", "folder"),
+    cli("finetune-output-registry-name", "finetune --pair {img} {img_labels} -o vit_b -m {absent}", 1, "'vit_b'",
+        "registry model", env=CACHE),
+    cli("finetune-output-parent-is-a-file", "finetune --pair {img} {img_labels} -o {a_file}/m.pt -m {absent}", 1,
+        "a_file", "not a folder"),
+    cli("finetune-without-output", "finetune --pair {img} {img_labels} -m {absent}", 2, "-o"),
+    cli("finetune-pair-one-file", "finetune --pair {img} -o {tmp}/m.pt -m {absent}", 2, "--pair"),
+    cli("finetune-held-out-1", F + " --pair {img} {img_labels} --held-out 1", 2, "--held-out"),
+    cli("finetune-max-minutes-negative", F + " --pair {img} {img_labels} --max-minutes -1", 2, "--max-minutes"),
+    cli("finetune-no-limit-no-steps", F + " --pair {img} {img_labels} --max-minutes 0", 1, "--max-minutes 0",
+        "--steps"),
+    cli("finetune-steps-negative", F + " --pair {img} {img_labels} --steps -3", 2, "--steps"),
+    cli("finetune-lr-0", F + " --pair {img} {img_labels} --lr 0", 2, "--lr"),
+    cli("finetune-save-sometimes", F + " --pair {img} {img_labels} --save sometimes", 2, "--save"),
+    cli("finetune-model-missing", F + " --pair {img} {img_labels}", 1, "absent.pth"),
     # bench (refused before anything is built or measured)
     cli("bench-arch-unknown", "bench --arch vit_q", 1, "--arch", "vit_q"),
     cli("bench-arch-empty", "bench --arch ,", 1, "--arch"),

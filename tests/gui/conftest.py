@@ -14,25 +14,14 @@ pytest.importorskip("pytestqt")
 FAST_SIZE = 256  # model input side: 16x fewer pixels than the published 1024
 
 
-def _save_vit_t(path, image_size: int, seed: int):
-    import torch
-
-    from napari_segany.model import build_sam
-    from napari_segany.cli.benchmark import randomise_weights
-
-    torch.manual_seed(seed)
-    model = build_sam("vit_t", image_size)
-    randomise_weights(model, seed=seed)
-    torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": image_size}}, path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def fast_model_paths(tmp_path_factory):
     """Two different random vit_t models with a 256-pixel input (about 1 s per
     embedding on 2 CPU cores), in napari-segany's own checkpoint format."""
     folder = tmp_path_factory.mktemp("fast")
-    return [_save_vit_t(folder / f"fast_vit_t_{seed}.pth", FAST_SIZE, seed) for seed in (1, 2)]
+    from reference_models import save_fast_vit_t
+
+    return [save_fast_vit_t(folder / f"fast_vit_t_{seed}.pth", FAST_SIZE, seed) for seed in (1, 2)]
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES = (
     "napari_segany.cli.segment",
     "napari_segany.cli.auto",
+    "napari_segany.cli.finetune",
     "napari_segany.cli.models",
     "napari_segany.cli.volume",
     "napari_segany.cli.gui",

@@ -104,16 +104,16 @@ def _read(item, what: str, index: int) -> tuple[np.ndarray, str | None]:
     raise TypeError(f"pair {index}: the {what} must be a numpy array or a file path, got {type(item).__name__}")
 
 
-def _labels(raw: np.ndarray, index: int) -> np.ndarray:
+def _labels(raw: np.ndarray, who: str) -> np.ndarray:
     if raw.dtype == bool:
         return raw.astype(np.int32)
     if raw.dtype.kind == "f" and np.isfinite(raw).all() and (raw == np.round(raw)).all():
         raw = raw.astype(np.int64)
     if raw.dtype.kind not in "iu":
-        raise ValueError(f"pair {index}: labels must hold whole-number object ids (0 = background), got dtype "
+        raise ValueError(f"{who}: labels must hold whole-number object ids (0 = background), got dtype "
                          f"{raw.dtype}")
     if raw.dtype.kind == "i" and raw.size and raw.min() < 0:
-        raise ValueError(f"pair {index}: labels hold negative ids; use 0 for background and 1, 2, ... for objects")
+        raise ValueError(f"{who}: labels hold negative ids; use 0 for background and 1, 2, ... for objects")
     return raw
 
 
@@ -135,7 +135,9 @@ def read_pairs(pairs, axis: int = 0) -> list[Source]:
             raise TypeError(f"pair {i} must be (image, labels), got {type(pair).__name__}")
         image, name = _read(pair[0], "image", i)
         labels, label_name = _read(pair[1], "labels", i)
-        labels = _labels(labels, i)
+        files = " with ".join(n for n in (name, label_name) if n)
+        who = files or f"pair {i}"  # the files by name, as the user knows them
+        labels = _labels(labels, who)
         if labels.ndim == 2 and image.shape[:2] == labels.shape and image.ndim in (2, 3):
             sources.append(Source(image, labels, name or f"pair {i}", False, file=name))
         elif labels.ndim == 3 and image.shape[:3] == labels.shape and image.ndim in (3, 4):
@@ -143,7 +145,7 @@ def read_pairs(pairs, axis: int = 0) -> list[Source]:
                 raise ValueError(f"axis must be 0, 1 or 2 (the axis of the volume's slices), got {axis}")
             sources.append(Source(image, labels, name or f"pair {i}", True, axis % 3, file=name))
         else:
-            raise ValueError(f"pair {i}: image of shape {image.shape} and labels of shape {labels.shape} do not "
+            raise ValueError(f"{who}: image of shape {image.shape} and labels of shape {labels.shape} do not "
                              "match; give a 2D image (H x W or H x W x C) with H x W labels, or a volume (Z x Y x X, "
                              "or with channels last) with Z x Y x X labels")
     return sources

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import check_output_path
 from ..weights import user_models
 
 SUFFIXES = (".pt", ".pth")
@@ -32,8 +33,7 @@ def check_output(path, overwrite: bool) -> Path:
     if p.suffix.lower() not in SUFFIXES:
         raise ValueError(f"the output {str(p)!r} would hold a model; give a file name ending in .pt or .pth, or a "
                          "model name of letters, digits, - and _ (saved among your own models)")
-    if p.is_dir():
-        raise IsADirectoryError(f"the output {str(p)!r} is a folder; give the name of a file (inside it)")
+    check_output_path(p, "output")  # a folder, or under a file or a folder this user cannot write
     if p.exists() and not overwrite:
         raise FileExistsError(f"{str(p)!r} already exists; choose another name or pass overwrite=True to replace it")
     return p
