@@ -197,3 +197,38 @@ def test_embed_many_volumes_on_the_cluster_then_reuse_their_caches(client, tmp_p
     assert "one.tif: 2 slices along axis 0: 0 computed, 2 already cached" in out
     assert "two.tif: 3 slices along axis 0: 0 computed, 3 already cached" in out
     assert "2 volumes: 2 embedded, 0 failed" in out
+
+
+@pytest.mark.slow  # about a minute on 2 loaded cores: 16 slices found and followed
+def test_a_long_volume_in_blocks_keeps_one_id_per_object_across_blocks(client, tmp_path, capsys):
+    """12 slices in blocks of 5 sharing 2 slices with each neighbour (3 tasks); the nuclei run
+    through the stack, so objects cross both block boundaries and must keep their ids there."""
+    volume = tmp_path / "stack.tif"
+    tifffile.imwrite(volume, load_sample("nuclei3d")[22:34, 64:144, 64:144], photometric="minisblack")
+    out = tmp_path / "out"
+    results = run_auto(volume, out, client=client, settings=GRID, block_slices=5, block_overlap=1, progress=False)
+    assert results[0]["status"] == "segmented" and results[0]["blocks"] == 3 and results[0]["kind"] == "volume"
+    labels = tifffile.imread(out / "stack_labels.tif")
+    assert labels.shape == (12, 80, 80) and labels.dtype == np.uint16
+    ids = [int(i) for i in np.unique(labels) if i]
+    assert ids == list(range(1, results[0]["objects"] + 1)) and len(ids) >= 3
+    import csv
+
+    with open(out / "stack_objects.csv", newline="") as f:
+        rows = {int(r["id"]): r for r in csv.DictReader(f)}
+    assert sorted(rows) == ids
+    for i, r in rows.items():  # the table is the labels' own, as a whole volume's
+        z, y, x = np.nonzero(labels == i)
+        assert int(r["voxels"]) == z.size
+        assert [int(r[f"bbox_{e}_{a}"]) for e in ("min", "max") for a in "zyx"] == \
+            [int(v) for v in (z.min(), y.min(), x.min(), z.max(), y.max(), x.max())]
+        assert (int(r["first_slice"]), int(r["last_slice"])) == (z.min(), z.max())
+        assert float(r["centroid_y"]) == pytest.approx(y.mean(), abs=0.01)
+    for boundary in (5, 10):  # one id on both sides of each boundary
+        assert set(np.unique(labels[boundary - 1])) & set(np.unique(labels[boundary])) - {0}
+    assert sorted(p.name for p in out.iterdir()) == ["stack_labels.tif", "stack_objects.csv"]  # blocks removed
+
+    again = run_auto(volume, out, client=client, settings=GRID, block_slices=5, block_overlap=1, progress=False)
+    assert again[0]["status"] == "skipped"
+    assert main(["auto", str(volume), "-d", str(out), "--block-slices", "5"]) == 1
+    assert "--block-slices cuts volumes into tasks for a dask cluster" in capsys.readouterr().err

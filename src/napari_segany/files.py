@@ -104,6 +104,18 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> Path:
                                                                   photometric="minisblack"))
 
 
+def write_label_pages(path: str | os.PathLike, pages, shape: tuple[int, ...], dtype) -> Path:
+    """Write a label stack of ``shape`` and integer ``dtype`` from an iterator of its 2D pages
+    (first axis), as :func:`write_labels` does, without holding the stack in memory."""
+    import tifffile
+
+    if not np.issubdtype(np.dtype(dtype), np.integer):
+        raise TypeError(f"labels must hold integer ids, got dtype {np.dtype(dtype)}")
+    _check_suffix(Path(path), TIFF_SUFFIXES, "a TIFF")
+    return _atomic_write(Path(path), lambda tmp: tifffile.imwrite(tmp, data=pages, shape=tuple(shape), dtype=dtype,
+                                                                  compression="zlib", photometric="minisblack"))
+
+
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """Write an RGB(A) uint8 image as PNG, atomically."""
     import imageio.v3 as iio

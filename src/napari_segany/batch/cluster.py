@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from .blocks import plan_blocks, scratch_folder
 from .embed import embed_volume
 from .inputs import expand_inputs, input_shape, kind_of
 from .item import AutoOptions, ModelUnavailable, failed, load_predictor, segment_item
@@ -67,7 +69,8 @@ def connect(*, local: int | bool | None = None, scheduler: str | None = None):
 def run_auto(inputs, output_dir, *, client=None, model: str | None = None, settings=None,
              overlay: bool = False, overwrite: bool = False, volume: bool = False, axis: int = 0,
              channel: int | None = None, contrast_limits=None, device: str = "auto", precision: str = "auto",
-             regions: str = "prompted", progress: bool = True) -> list[dict]:
+             regions: str = "prompted", block_slices: int | None = None, block_overlap: int = 4,
+             progress: bool = True) -> list[dict]:
     """Segment every object of each input and write ``<name>_labels.tif`` and
     ``<name>_objects.csv`` (and with ``overlay`` ``<name>_overlay.png``) into ``output_dir``.
 
@@ -81,6 +84,10 @@ def run_auto(inputs, output_dir, *, client=None, model: str | None = None, setti
         None: in this process, one input after the other.
     model, device, precision, regions, settings, volume, axis, channel, contrast_limits
         As for ``napari-segany auto`` (see :class:`~napari_segany.batch.AutoOptions`).
+    block_slices, block_overlap : int, optional
+        With a ``client``: a volume with more slices is cut into blocks of ``block_slices``
+        slices overlapping by ``block_overlap``, one task each, and its objects stitched across
+        blocks (see :mod:`~napari_segany.batch.blocks`).
 
     Returns
     -------
@@ -95,7 +102,8 @@ def run_auto(inputs, output_dir, *, client=None, model: str | None = None, setti
     jobs = plan_jobs(expand_inputs(specs), output=None, output_dir=str(output_dir), overlay=overlay)
     options = AutoOptions(settings=settings or GridSettings(), model=model, device=device, precision=precision,
                           regions=regions, volume=volume, axis=axis, channel=channel,
-                          contrast_limits=contrast_limits, overwrite=overwrite)
+                          contrast_limits=contrast_limits, overwrite=overwrite, block_slices=block_slices,
+                          block_overlap=block_overlap)
     return run_jobs(jobs, options, client=client, progress=progress)[0]
 
 
@@ -105,6 +113,15 @@ def run_jobs(jobs: list[Job], options: AutoOptions, *, client=None, progress: bo
     """(the result of each job in order, (model name, precision) or None when no model was
     loaded). ``on_result(result, bar)`` is called as each input finishes (``bar.write`` prints
     without breaking the bar). A model that cannot be loaded ends the run (RuntimeError)."""
+    if options.block_slices is not None:
+        if client is None:
+            raise ValueError("--block-slices cuts volumes into tasks for a dask cluster; add --cluster local or "
+                             "--scheduler ADDRESS, or leave it out")
+        if options.axis % 3 != 0 or options.existing is not None:
+            raise ValueError("--block-slices cuts a volume along its first axis, without --existing labels; use "
+                             "--axis 0 and no --existing with it, or leave it out")
+        if options.block_slices < 1 or options.block_overlap < 1:
+            raise ValueError("--block-slices needs blocks of at least 1 slice overlapping by at least 1")
     existing = []
 
     def here(i, predictor):
@@ -123,6 +140,11 @@ def run_jobs(jobs: list[Job], options: AutoOptions, *, client=None, progress: bo
             if done is not None:
                 return done
         sent = replace(options, existing=None if options.existing is None else os.path.abspath(options.existing))
+        long = _long_volume(jobs[i], options)
+        if isinstance(long, dict):
+            return long
+        if long is not None:
+            return lambda client, key: submit_blocked(client, _absolute(jobs[i]), long, _sent(sent), key)
         return auto_task, (_absolute(jobs[i]), _sent(sent))
 
     return execute([j.source for j in jobs], options, here=here, remote=remote, blank=lambda i: _blank(jobs[i]),
@@ -210,6 +232,9 @@ def _run_on(client, sources, remote, blank, finish) -> tuple[str, str] | None:
         if isinstance(call, dict):  # nothing to do (complete outputs)
             finish(i, call)
             continue
+        if callable(call):  # several tasks, one future for the item's result
+            pending[call(client, f"segany-blocked-{run}-{i}")] = i
+            continue
         fn, args = call
         pending[client.submit(fn, *args, key=f"segany-{fn.__name__}-{run}-{i}", pure=False, retries=0)] = i
     model = None
@@ -231,6 +256,19 @@ def _run_on(client, sources, remote, blank, finish) -> tuple[str, str] | None:
     return model
 
 
+def submit_blocked(client, job: Job, shape: tuple[int, ...], options: AutoOptions, key: str):
+    """The future of a long volume's result: its window, its blocks and their assembly, as tasks
+    (``job`` and ``options`` as the workers must see them: absolute paths)."""
+    from .worker import assemble_task, block_task, window_task
+
+    blocks = plan_blocks(shape[0], options.block_slices, options.block_overlap)
+    scratch = scratch_folder(job)
+    window = client.submit(window_task, job.source, options, key=f"{key}-window", pure=False)
+    done = [client.submit(block_task, job.source, blk, window, options, scratch, key=f"{key}-block{k}", pure=False)
+            for k, blk in enumerate(blocks)]
+    return client.submit(assemble_task, job, shape, blocks, options, done, time.time(), key=key, pure=False)
+
+
 def _sent(options: AutoOptions) -> AutoOptions:
     return replace(options, model=_absolute_model(options.model))
 
@@ -249,6 +287,26 @@ def _finished(job: Job, options: AutoOptions) -> dict | None:
         return dict(_blank(job), kind=kind, status="skipped", objects=count_rows(job.table))
     except (ValueError, OSError):
         return None
+
+
+def _long_volume(job: Job, options: AutoOptions):
+    """A volume to cut into blocks: its labels' shape; or its result "failed" when files in the
+    way are not a complete result (as a whole volume's would be); None to segment it whole."""
+    if not options.block_slices:
+        return None
+    shape = input_shape(job.source)
+    try:
+        kind, labels_shape = kind_of(shape, volume=options.volume, channel=options.channel, axis=options.axis)
+    except (TypeError, ValueError):
+        return None  # (no shape, or not an input auto reads: the worker says why)
+    if kind != "volume" or labels_shape[0] <= options.block_slices:
+        return None
+    if not options.overwrite:
+        try:
+            state(job, labels_shape)
+        except (FileExistsError, OSError) as err:
+            return failed(dict(_blank(job), kind="volume"), job.source, err)
+    return labels_shape
 
 
 def _blank(job: Job) -> dict:

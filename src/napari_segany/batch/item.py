@@ -29,7 +29,9 @@ class AutoOptions:
     model); ``device``, ``precision``, ``regions``: as for :class:`~napari_segany.Predictor`;
     ``volume``, ``axis``, ``channel``, ``contrast_limits``: how inputs are read (the rule of
     ``napari-segany auto --help``); ``existing``: a labels file of the (one) input whose objects are
-    kept; ``overwrite``: segment again inputs whose outputs exist."""
+    kept; ``overwrite``: segment again inputs whose outputs exist; ``block_slices``: on a cluster,
+    a volume with more slices (along its first axis) is cut into blocks of this many, each a task,
+    overlapping by ``block_overlap`` slices (see :mod:`~napari_segany.batch.blocks`)."""
 
     settings: GridSettings = field(default_factory=GridSettings)
     model: str | None = None
@@ -42,6 +44,8 @@ class AutoOptions:
     contrast_limits: tuple[float, float] | None = None
     existing: str | None = None
     overwrite: bool = False
+    block_slices: int | None = None
+    block_overlap: int = 4
 
     @property
     def model_key(self) -> tuple:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distributed import WorkerPlugin, get_worker
 
+from .blocks import Block, assemble, segment_block, volume_window_of
 from .embed import embed_volume
 from .item import AutoOptions, ModelUnavailable, load_predictor, segment_item
 from .outputs import Job
@@ -76,6 +77,25 @@ def embed_task(source: Path, cache: Path, options: AutoOptions) -> dict:
     (:func:`~napari_segany.batch.embed.embed_volume`)."""
     return _with_model(options, lambda predictor, compute: embed_volume(source, cache, options, predictor,
                                                                         compute=compute))
+
+
+def window_task(source: Path, options: AutoOptions) -> dict:
+    """The intensity window of a volume segmented in blocks (the whole volume's)."""
+    return _with_model(options, lambda predictor, compute: {"window": volume_window_of(source, options, predictor)})
+
+
+def block_task(source: Path, block: Block, window: dict, options: AutoOptions, scratch: Path) -> dict:
+    """One block of a long volume segmented on this worker, its labels saved in ``scratch``."""
+    return _with_model(options, lambda predictor, compute: segment_block(source, block, window["window"], options,
+                                                                         predictor, scratch, compute=compute))
+
+
+def assemble_task(job: Job, shape: tuple[int, ...], blocks: list[Block], options: AutoOptions, done: list[dict],
+                  started: float) -> dict:
+    """A long volume's blocks stitched into its outputs; its result as for a whole volume."""
+    result = assemble(job, shape, blocks, done, options, started)
+    result["model"] = done[0].get("model")
+    return result
 
 
 def _with_model(options: AutoOptions, work) -> dict:

@@ -69,6 +69,12 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="segment inputs again whose outputs exist")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of lines")
     cli_args.add_cluster_options(p)
+    p.add_argument("--block-slices", type=cli_args.count(1), default=None, metavar="N",
+                   help="with --cluster or --scheduler: a volume with more than N slices (first axis) is cut "
+                   "into blocks of N slices, one task each, overlapping by --block-overlap slices, and its "
+                   "objects are given one id across blocks; for volumes too large for one worker")
+    p.add_argument("--block-overlap", type=cli_args.count(1), default=4, metavar="K",
+                   help="slices shared by neighbouring blocks, where objects are matched (default 4)")
     p.set_defaults(func=run)
 
 
@@ -116,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                      also_read=[args.existing] if args.existing else [])
     options = AutoOptions(settings=settings, model=args.model, device=args.device, precision=args.precision,
                           regions=args.regions, volume=args.volume, axis=args.axis, channel=args.channel,
-                          contrast_limits=args.contrast_limits, existing=args.existing, overwrite=args.overwrite)
+                          contrast_limits=args.contrast_limits, existing=args.existing, overwrite=args.overwrite,
+                          block_slices=args.block_slices, block_overlap=args.block_overlap)
     with cli_args.client_for(args) as client:
         results, model = run_jobs(jobs, options, client=client, report=cli_args.note,
                                   on_result=lambda result, bar: _say(result, bar, args.json))
