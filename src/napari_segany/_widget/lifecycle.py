@@ -33,7 +33,7 @@ HELP = (
 
 def _deleted_with_the_viewer(controller, runners, closed, _obj=None) -> None:
     """Drop the work of a widget that Qt deleted without closing it (its viewer closed): the
-    controller's and that of ``runners`` (propagation, segment everything)."""
+    controller's and that of ``runners`` (propagation, segment everything, training)."""
     if not closed[0]:
         closed[0] = True
         for runner in runners:
@@ -44,7 +44,8 @@ def _deleted_with_the_viewer(controller, runners, closed, _obj=None) -> None:
 
 class LifecycleMixin:
     """Key bindings and teardown of :class:`~napari_segany._widget.widget.SegmentAnythingWidget`
-    (they use its ``viewer``, ``controller``, ``propagator``, ``everything``, ``model_panel`` and flags)."""
+    (they use its ``viewer``, ``controller``, ``propagator``, ``everything``, ``training``, ``model_panel``
+    and flags)."""
 
     KEYS = {"t": "toggle_polarity", "c": "commit", "x": "clear_prompts", "Shift-P": "propagate",
             "1": ("choose", 0), "2": ("choose", 1), "3": ("choose", 2)}
@@ -101,9 +102,11 @@ class LifecycleMixin:
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed):
             ev.disconnect(self.refresh_targets)
+            ev.disconnect(self.training_panel.refresh)
         self.model_panel.close_panel()
         self.propagator.close()
         self.everything.close()
+        self.training.close()
         c.release_undo_keys()
         c.prompts.close()
         c.close()

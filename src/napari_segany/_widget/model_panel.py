@@ -190,6 +190,11 @@ class ModelPanel(QWidget):
             else:
                 self.model_combo.insertItem(self.model_combo.findData(LOCAL_FILE), text, source)
 
+    def load(self, source: str) -> None:
+        """Choose ``source`` in the list and load it with the chosen device and precision."""
+        self.select_model(source)
+        self.load_requested.emit(source, self.device_combo.currentText(), self.precision_combo.currentText())
+
     def select_model(self, source: str) -> None:
         """Choose ``source`` (a registry name, one of the user's models, or a file) in the list."""
         index = self.model_combo.findData(source)

@@ -23,6 +23,8 @@ from .model_panel import ModelPanel
 from .prompts import ROLE
 from .propagation import Propagator
 from .state import WidgetState
+from .training import Training
+from .training_panel import TrainingPanel
 from ..weights import registry
 from ..engine.views import VIEW_COUNTS
 
@@ -132,6 +134,12 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         self.everything_panel = EverythingPanel(self.everything)
         layout.addWidget(self.everything_panel)
 
+        self.training = Training(self.controller)
+        self.training_panel = TrainingPanel(self.training, self.model_panel.load)
+        box = QGroupBox()  # framed like the other parts; the section's header is its title
+        QVBoxLayout(box).addWidget(self.training_panel)
+        layout.addWidget(box)
+
         self.status_label = QLabel("Load a model to start.")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
@@ -155,8 +163,8 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         self.scroll.setMinimumWidth(content.minimumSizeHint().width() + bar)
         # closing the viewer deletes the dock and this widget with it (no close event, no
         # ParentChange): the work under way is dropped then, so that it never reaches a dead widget
-        self.destroyed.connect(partial(_deleted_with_the_viewer, self.controller, (self.propagator, self.everything),
-                                       self._closed))
+        self.destroyed.connect(partial(_deleted_with_the_viewer, self.controller,
+                                       (self.propagator, self.everything, self.training), self._closed))
         self._auto_load()
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name): as narrow as the content allows, for the canvas
@@ -233,10 +241,16 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         p.busy.connect(lambda busy: self.propagate_button.setEnabled(not busy))
         self.everything.status.connect(self.status_label.setText)
         self.everything.written.connect(self._committed)  # the preview's colour is chosen again
+        t = self.training
+        t.status.connect(self.status_label.setText)
+        t.finished.connect(lambda result: self.model_panel.refresh_models())  # a model saved: in the list
+        for ev in (c.committed, self.everything.written):  # a labels layer may now hold objects to learn from
+            ev.connect(self.training_panel.refresh)
         self.target_combo.currentIndexChanged.connect(self._target_selected)
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed):
             ev.connect(self.refresh_targets)
+            ev.connect(self.training_panel.refresh)
         self._bind_keys()
 
     # -- reactions ---------------------------------------------------------------
