@@ -48,6 +48,16 @@ def _name(qtbot, panel, name):
     qtbot.keyClicks(panel.name_edit, name)
 
 
+def _start_long_run(qtbot, panel, name, steps_done):
+    """Train ``name`` for 2000 steps (far more than the test waits for) until ``steps_done`` are done."""
+    _name(qtbot, panel, name)
+    panel.steps_spin.setValue(2000)
+    panel.minutes_spin.setValue(30)
+    _click(qtbot, panel.train_button)
+    qtbot.waitUntil(lambda: panel.progress.format().startswith("Training: step")
+                    and panel.progress.value() >= steps_done, timeout=240_000)
+
+
 def test_training_saves_a_model_that_the_widget_switches_to(opened, qtbot, included_model):
     viewer, widget, panel, labels, dock = opened
     boxes = list(panel._checks.values())
@@ -90,12 +100,7 @@ def test_training_saves_a_model_that_the_widget_switches_to(opened, qtbot, inclu
 
 def test_cancel_stops_the_run_and_keeps_the_best_weights_only_if_they_improved(opened, qtbot):
     viewer, widget, panel, labels, dock = opened
-    _name(qtbot, panel, "stopped-early")
-    panel.steps_spin.setValue(2000)
-    panel.minutes_spin.setValue(30)
-    _click(qtbot, panel.train_button)
-    qtbot.waitUntil(lambda: panel.progress.format().startswith("Training: step") and panel.progress.value() >= 2,
-                    timeout=240_000)
+    _start_long_run(qtbot, panel, "stopped-early", steps_done=2)
     _click(qtbot, panel.cancel_button)
     qtbot.waitUntil(lambda: widget.training.job is None, timeout=120_000)
 
@@ -110,11 +115,7 @@ def test_cancel_stops_the_run_and_keeps_the_best_weights_only_if_they_improved(o
 
 def test_closing_the_dock_stops_the_training(opened, qtbot):
     viewer, widget, panel, labels, dock = opened
-    _name(qtbot, panel, "closed-early")
-    panel.steps_spin.setValue(2000)
-    panel.minutes_spin.setValue(30)
-    _click(qtbot, panel.train_button)
-    qtbot.waitUntil(lambda: panel.progress.format().startswith("Training: step"), timeout=240_000)
+    _start_long_run(qtbot, panel, "closed-early", steps_done=1)
     job = widget.training.job
     close_dock(dock)
     assert widget.controller is None and job.cancelled and job.dropped
