@@ -135,7 +135,8 @@ class Predictor:
         embeddings = []
         kept = {} if reuse is None else self._reusable(reuse, image_id, window)
         for view in view_list(self.views if views is None else views):
-            g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile)
+            g = Geometry.for_image(view.shape(data.shape[:2]), self.model.image_size, profile,
+                                   getattr(self.model.info, "max_upscale", None))
             if view in kept:
                 embeddings.append((view, kept[view]))
                 continue

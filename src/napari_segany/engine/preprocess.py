@@ -139,25 +139,31 @@ class Geometry:
 
     ``profile`` "sam": longest side resized to S, zero-padded bottom/right.
     ``profile`` "medsam": stretched to S x S.
+    ``max_upscale``: an image smaller than the frame is enlarged at most this much and padded
+    beyond (None: resized to fill the frame, as SAM does).
     """
 
     original_size: tuple[int, int]
     input_size: tuple[int, int]  # resized (h, w) inside the S x S frame
     model_size: int
     profile: str = "sam"
+    max_upscale: float | None = None
 
     @classmethod
-    def for_image(cls, original_size: tuple[int, int], model_size: int, profile: str = "sam") -> "Geometry":
+    def for_image(cls, original_size: tuple[int, int], model_size: int, profile: str = "sam",
+                  max_upscale: float | None = None) -> "Geometry":
         h, w = original_size
         if profile == "medsam":
             return cls((h, w), (model_size, model_size), model_size, profile)
         scale = model_size / max(h, w)
+        if max_upscale is not None and scale > max_upscale:
+            scale = float(max_upscale)
         size = (int(h * scale + 0.5), int(w * scale + 0.5))
         if min(size) < 1:
             raise ValueError(f"image is {h} x {w} pixels: fitted into the model's {model_size} px frame its "
                              f"short side would be under one pixel; cut it into pieces of a more square "
                              f"shape (at most about {model_size} times longer than wide) and segment each")
-        return cls((h, w), size, model_size, profile)
+        return cls((h, w), size, model_size, profile, max_upscale)
 
     def points_to_model(self, rowcol: np.ndarray) -> np.ndarray:
         """... x 2 (row, col) image pixels -> ... x 2 (x, y) model pixels."""

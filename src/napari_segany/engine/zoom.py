@@ -356,8 +356,9 @@ class ZoomPredictor:
     def _geometry(self, window: Window | None) -> Geometry:
         if window is None:
             return self._full.geometry
+        full = self._full.geometry
         return Geometry.for_image((window.height, window.width), self.predictor.model.image_size,
-                                  self._full.geometry.profile)
+                                  full.profile, full.max_upscale)
 
     def _full_mask(self, logits: np.ndarray, window: Window | None) -> np.ndarray:
         """Low-res ``logits`` living in ``window`` -> bool mask at the image's size."""

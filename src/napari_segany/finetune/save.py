@@ -44,6 +44,8 @@ def config_for(model, base_info, provenance: dict, name: str) -> dict:
     info = model.info
     config = {"arch": info.arch, "image_size": int(model.image_size), "preprocess": info.preprocess, "name": name,
               "stop_iou": float(info.stop_iou), "min_stability": float(info.min_stability), "views": int(info.views)}
+    if info.max_upscale is not None:
+        config["max_upscale"] = float(info.max_upscale)
     if model.refiner is not None:
         config["refiner"] = model.refiner.config
     if model.scorer is not None:

@@ -40,6 +40,10 @@ class ModelInfo:
     area at -1) automatic segmentation asks of a candidate by default: 0.95
     for SAM's sharp logits; a model whose stability does not tell right
     candidates from wrong ones sets it lower.
+    ``max_upscale`` is the most an image smaller than the model's frame is
+    enlarged to fill it; beyond that it is padded instead (None: always
+    filled, as SAM does). A model trained on objects of a limited range of
+    sizes answers poorly when a small image blows them up several times.
     """
 
     name: str
@@ -50,6 +54,7 @@ class ModelInfo:
     stop_iou: float = DEFAULT_STOP_IOU
     views: int = 1
     min_stability: float = 0.95
+    max_upscale: float | None = None
 
 
 class Sam(nn.Module):

@@ -94,7 +94,8 @@ class EmbeddingStore:
                                     percentiles=percentiles)
         plane_shape = tuple(int(s) for i, s in enumerate(volume.shape[:spatial]) if i != self.axis)
         self.slice_shape = plane_shape
-        self.geometry = Geometry.for_image(plane_shape, model.image_size, profile)
+        max_upscale = getattr(getattr(model, "info", None), "max_upscale", None)
+        self.geometry = Geometry.for_image(plane_shape, model.image_size, profile, max_upscale)
         self.stats: Counter = Counter()
         self._memory = ByteLRU(memory_bytes)
         self._crops = ByteLRU(memory_bytes // 4)
@@ -112,6 +113,8 @@ class EmbeddingStore:
                 "channel": channel, "axis": self.axis, "volume_shape": [int(s) for s in volume.shape],
                 "dtype": np.dtype(volume.dtype).str, "image_size": int(model.image_size), "profile": profile,
             }
+            if max_upscale is not None:  # (absent for SAM's filling, so its existing caches stay valid)
+                settings["max_upscale"] = float(max_upscale)
             try:
                 self._disk = SliceCache(cache_dir, settings, (self.n_slices, 256, g, g))
             except OSError as err:  # read-only, full, gone: the work goes on in memory
@@ -311,7 +314,8 @@ class EmbeddingStore:
         """``features`` of ``image`` (a slice, or a crop of one) as an embedding of it."""
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
         guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
-        geometry = Geometry.for_image(image.shape[:2], self.geometry.model_size, self.geometry.profile)
+        g = self.geometry
+        geometry = Geometry.for_image(image.shape[:2], g.model_size, g.profile, g.max_upscale)
         image_id = image_fingerprint(as_2d_channels(image, channel=self.channel))
         return ImageEmbedding(features.astype(np.float32), geometry, self.predictor.model_id, self.window,
                               guide=guide, image_id=image_id)

@@ -312,7 +312,8 @@ def load_model(
     model.info = ModelInfo(name=name, arch=arch, preprocess=mode, source=str(path),
                            sha256=digests["sha256"], stop_iou=_level(state.config, spec, "stop_iou"),
                            views=_views(state.config, spec),
-                           min_stability=_level(state.config, spec, "min_stability"))
+                           min_stability=_level(state.config, spec, "min_stability"),
+                           max_upscale=_max_upscale(state.config, spec))
     return model
 
 
@@ -341,6 +342,18 @@ def _views(config: dict, spec: registry.ModelSpec | None) -> int:
     return int(value)
 
 
+def _max_upscale(config: dict, spec: registry.ModelSpec | None) -> float | None:
+    """The most a file's model enlarges small images: its config's (our format, e.g. a fine-tuned
+    model keeps its base model's), else that of the registry entry its hash matches, else None."""
+    value = config.get("max_upscale", spec.max_upscale if spec else None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1.0 <= value <= 64.0:
+        raise ValueError(f"The checkpoint's config has max_upscale={value!r}; expected a number from 1 to 64, "
+                         "or no entry (fill the frame). Fix or remove that entry of the file's config.")
+    return float(value)
+
+
 def _load_registered(name: str, dev: torch.device, preprocess: str | None, progress) -> Sam:
     spec = registry.get_spec(name)
     path = registry.fetch(name, progress=progress)
@@ -358,7 +371,7 @@ def _load_registered(name: str, dev: torch.device, preprocess: str | None, progr
     model = model_from_state_dict(state, arch=arch, image_size=image_size, device=dev)
     model.info = ModelInfo(name=name, arch=arch, preprocess=preprocess or spec.preprocess,
                            source=str(path), sha256=sha256, stop_iou=spec.stop_iou, views=spec.views,
-                           min_stability=spec.min_stability)
+                           min_stability=spec.min_stability, max_upscale=spec.max_upscale)
     return model
 
 
