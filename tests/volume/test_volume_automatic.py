@@ -73,3 +73,26 @@ def test_cancel_returns_nothing(shipped_model, crop):
                           should_stop=lambda: calls.append(1) or len(calls) > 3)
     with pytest.raises(ValueError, match="shape"):
         sg.segment_volume(predictor, crop[0][0])
+
+
+def test_an_object_found_again_after_propagation_stopped_keeps_its_id():
+    """join_split_objects: a run's object that ends on the slice before another begins, with masks
+    overlapping there (IoU > 0.5), is one object; one that merely follows elsewhere, or overlaps
+    little, stays apart; the user's own objects are never touched; ids stay consecutive."""
+    from napari_segany.auto.volume import join_split_objects
+
+    labels = np.zeros((6, 24, 24), np.uint32)
+    labels[:, 20:23, 20:23] = 2  # the user's, through every slice
+    labels[0:3, 2:8, 2:8] = 5  # propagation stopped after slice 2 ...
+    labels[3:6, 3:9, 2:8] = 6  # ... and the grid found it again on slice 3 (IoU 30/42)
+    labels[3:6, 12:18, 12:18] = 7  # begins on slice 3 too, but elsewhere
+    labels[3:5, 9:12, 2:8] = 8  # begins just beside object 5's end: no overlap with it
+    found_on = {i: {"slice": s, "predicted_iou": 0.9, "stability": 0.9} for i, s in ((5, 0), (6, 3), (7, 3), (8, 3))}
+    joined, rows = join_split_objects(labels, 0, found_on)
+    assert sorted(rows) == [5, 6, 7] and rows[5]["slice"] == 0
+    assert (joined[0:3] == 5).sum() == 3 * 36 and (joined[3:6] == 5).sum() == 3 * 36
+    assert (joined[3:6, 12:18, 12:18] == 6).all() and (joined[3:5, 9:12, 2:8] == 7).all()
+    assert (joined == 2).sum() == (labels == 2).sum()
+    # along another axis the same
+    again, _ = join_split_objects(np.moveaxis(labels, 0, 2), 2, found_on)
+    np.testing.assert_array_equal(again, np.moveaxis(joined, 0, 2))

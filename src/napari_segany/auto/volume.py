@@ -27,6 +27,10 @@ from ..volume.window import take_slice
 
 __all__ = ["VolumeObjects", "segment_volume"]
 
+#: Objects of one run that end and begin on neighbouring slices are one when their masks there
+#: overlap more than this (IoU).
+JOIN_IOU = 0.5
+
 
 @dataclass(frozen=True)
 class VolumeObjects:
@@ -114,7 +118,54 @@ def segment_volume(predictor, volume, *, axis: int = 0, settings: GridSettings |
     finally:
         if own:
             store.close()
+    labels, found_on = join_split_objects(labels, axis, found_on)
     return VolumeObjects(labels, _table(labels, axis, found_on), axis)
+
+
+def join_split_objects(labels: np.ndarray, axis: int, found_on: dict[int, dict],
+                       threshold: float = JOIN_IOU) -> tuple[np.ndarray, dict[int, dict]]:
+    """One id for an object the run found twice: propagation stopped following it (its predicted
+    IoU or area fell), and the grid found it again on the next slice, where it became a new object.
+    Two objects of this run are joined when one ends on the slice before the other begins and their
+    masks on those two slices overlap with IoU above ``threshold``; the joined object keeps the id
+    found first, and the run's ids are then renumbered in order without gaps. Objects given in
+    ``existing`` are never touched."""
+    if len(found_on) < 2:
+        return labels, found_on
+    first_id = min(found_on)
+    moved = np.moveaxis(labels, axis, 0)
+    boxes = ndimage.find_objects(np.where(labels >= first_id, labels, 0), max_label=max(found_on))
+    span = {i: (boxes[i - 1][axis].start, boxes[i - 1][axis].stop - 1) for i in found_on if boxes[i - 1] is not None}
+    parent = {i: i for i in span}
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, (_, last) in sorted(span.items()):
+        if last + 1 >= moved.shape[0]:
+            continue
+        end, after = moved[last] == i, moved[last + 1]
+        for j in np.unique(after[end]):
+            j = int(j)
+            if j in span and j != i and span[j][0] == last + 1:
+                start = after == j
+                if (end & start).sum() / (end | start).sum() > threshold:
+                    a, b = sorted((root(i), root(j)))
+                    parent[b] = a
+    joined = {i: root(i) for i in span if root(i) != i}
+    keep = sorted(i for i in span if i not in joined)
+    number = {old: first_id + k for k, old in enumerate(keep)}
+    number.update({i: number[r] for i, r in joined.items()})
+    olds = np.array(sorted(number), dtype=labels.dtype)
+    news = np.array([number[o] for o in olds.tolist()], dtype=labels.dtype)
+    out = labels.copy()
+    run = labels >= first_id
+    values = labels[run]
+    at = np.minimum(np.searchsorted(olds, values), len(olds) - 1)
+    out[run] = np.where(olds[at] == values, news[at], values)
+    return out, {number[i]: found_on[i] for i in keep}
 
 
 def _table(labels: np.ndarray, axis: int, found_on: dict[int, dict]) -> list[dict]:
