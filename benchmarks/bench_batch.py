@@ -66,14 +66,15 @@ def single(folder: Path, out: Path, threads: int) -> dict:
     return {"wall_s": round(wall, 3), "threads": threads, "results": results}
 
 
-def cluster(folder: Path, out: Path, workers: int, threads: int) -> dict:
+def cluster(folder: Path, out: Path, workers: int) -> dict:
+    """The run as ``auto --cluster local:WORKERS`` makes it (napari_segany.batch.cluster.connect)."""
     import distributed
 
     from napari_segany.batch import run_auto
+    from napari_segany.batch.cluster import connect, local_workers
 
     start = time.perf_counter()
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1",
-                                  dashboard_address=":0") as lc, distributed.Client(lc) as client:
+    with connect(local=workers) as client:
         client.wait_for_workers(workers)
         started = time.perf_counter() - start
         with distributed.get_task_stream(client) as stream:
@@ -81,8 +82,8 @@ def cluster(folder: Path, out: Path, workers: int, threads: int) -> dict:
             results = run_auto(folder, out, client=client, progress=False)
             wall = time.perf_counter() - start
         tasks = stream.data
-    return {"wall_s": round(wall, 3), "start_s": round(started, 3), "workers": workers, "threads": threads,
-            "results": results, "tasks": tasks}
+    return {"wall_s": round(wall, 3), "start_s": round(started, 3), "workers": workers,
+            "threads": local_workers(workers)[1], "results": results, "tasks": tasks}
 
 
 def overheads(run: dict) -> dict:
@@ -126,18 +127,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--workers", type=int, default=default_workers, help=f"default {default_workers}")
-    p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores shared out); "
-                   "the single process uses workers x threads")
     p.add_argument("--save", action="store_true", help="write benchmarks/results/batch_cpu_<date>.json")
     p.add_argument("--json", default=None, metavar="PATH", help="write the JSON here instead")
     args = p.parse_args()
-    threads = args.threads or local_workers(args.workers)[1]
+    threads = local_workers(args.workers)[1]  # each worker's torch threads, as --cluster local:N shares them
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         tmp = Path(tmp)
         (tmp / "in").mkdir()
         names = [p.stem for p in write_images(tmp / "in", args.images)]
         one = single(tmp / "in", tmp / "single", args.workers * threads)
-        many = cluster(tmp / "in", tmp / "cluster", args.workers, threads)
+        many = cluster(tmp / "in", tmp / "cluster", args.workers)
         same = identical(tmp / "single", tmp / "cluster", names)
     over = overheads(many)
     n = args.images
@@ -147,14 +146,14 @@ def main() -> int:
         "single": {"wall_s": one["wall_s"], "threads": one["threads"], "images_per_s": round(n / one["wall_s"], 4),
                    "statuses": sorted({r["status"] for r in one["results"]})},
         "cluster": {"wall_s": many["wall_s"], "start_s": many["start_s"], "workers": many["workers"],
-                    "threads_per_worker": many["threads"], "images_per_s": round(n / many["wall_s"], 4),
+                    "torch_threads_per_worker": many["threads"], "task_threads_per_worker": 1, "images_per_s": round(n / many["wall_s"], 4),
                     "statuses": sorted({r["status"] for r in many["results"]})},
         "throughput_ratio": round(one["wall_s"] / many["wall_s"], 4),
         "overhead": over, "identical_results": same,
     }
     print(f"{n} images of 512 x 512 on {res['cpu']['model_name']} ({res['cpu']['cores']} cores)")
     print(f"  one process ({one['threads']} threads): {one['wall_s']:.1f} s, {res['single']['images_per_s']:.3f} images/s")
-    print(f"  LocalCluster ({many['workers']} x {many['threads']} threads): {many['wall_s']:.1f} s "
+    print(f"  LocalCluster ({many['workers']} worker(s), {many['threads']} torch threads each): {many['wall_s']:.1f} s "
           f"(+{many['start_s']:.1f} s to start), {res['cluster']['images_per_s']:.3f} images/s")
     print(f"  ratio cluster/single: {res['throughput_ratio']:.3f}; identical results: {same}")
     print(f"  per task: dask's time on the worker around the call {100 * over['median_overhead_on_worker_share']:.3f} "
