@@ -15,18 +15,10 @@ from typing import Callable
 
 from .blocks import plan_blocks, scratch_folder
 from .embed import embed_volume
+from .environ import worker_environ
 from .inputs import expand_inputs, input_shape, kind_of
 from .item import AutoOptions, ModelUnavailable, failed, load_predictor, segment_item
 from .outputs import DONE, Job, count_rows, plan_jobs, state
-
-#: Set in the environment of our LocalCluster's workers before they start: glibc keeps freed blocks
-#: of up to 32 MiB for reuse. dask sets MALLOC_TRIM_THRESHOLD_, which otherwise turns off glibc's
-#: growing mmap threshold, and the page faults of mapping every tensor anew doubled a worker's time
-#: (see :func:`napari_segany.batch.worker.keep_large_blocks`, which does it on other workers).
-WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024)}
-
-#: Torch threads of each worker of our LocalCluster (elsewhere: the worker's threads).
-TORCH_THREADS = "SEGANY_WORKER_TORCH_THREADS"
 
 INSTALL = ("running on a dask cluster needs dask.distributed, which is not installed; install it with "
            "pip install 'napari-segany[cluster]' (or pip install distributed), or leave out --cluster and "
@@ -74,9 +66,7 @@ def connect(*, local: int | bool | None = None, scheduler: str | None = None):
 
     # one task thread per worker, whose model gets all the worker's cores: a second task thread only
     # overlapped file work with the model, and on few cores that slowed the model more than it saved
-    # (and OpenMP / MKL sized for them, where dask would start every worker with 1)
-    environ = dict(WORKER_ENVIRON, **{TORCH_THREADS: str(threads), "OMP_NUM_THREADS": str(threads),
-                                      "MKL_NUM_THREADS": str(threads)})
+    environ = worker_environ(threads)
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}), \
             distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as client:

@@ -12,12 +12,11 @@ from distributed import WorkerPlugin, get_worker
 
 from .blocks import Block, assemble, segment_block, volume_window_of
 from .embed import embed_volume
+from .environ import MMAP_THRESHOLD, TORCH_THREADS
 from .item import AutoOptions, ModelUnavailable, load_predictor, segment_item
 from .outputs import Job
 
 NAME = "napari-segany-models"
-#: The largest block glibc serves from its heap (and keeps for reuse) instead of mapping it anew.
-MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
 class ModelKeeper(WorkerPlugin):
@@ -31,8 +30,6 @@ class ModelKeeper(WorkerPlugin):
 
     def setup(self, worker) -> None:
         import os
-
-        from .cluster import TORCH_THREADS
 
         keep_large_blocks()
         self.threads = max(1, int(os.environ.get(TORCH_THREADS) or worker.state.nthreads))
@@ -65,14 +62,9 @@ class ModelKeeper(WorkerPlugin):
 
 
 def keep_large_blocks() -> None:
-    """Let glibc keep freed blocks of up to 32 MiB for reuse on this worker (Linux only).
-
-    dask starts its workers with ``MALLOC_TRIM_THRESHOLD_`` set, and setting it turns off glibc's
-    growing mmap threshold: every tensor over 128 KiB is then mapped and unmapped again, and the
-    page faults doubled the time of a 512 px image (AMD EPYC, 2 cores: 6.6-7.8 s on a worker against
-    3.3-3.8 s in one process). Workers of our LocalCluster start with the threshold set
-    (:data:`~napari_segany.batch.cluster.WORKER_ENVIRON`); this puts it right on workers started
-    elsewhere too."""
+    """Let glibc keep freed blocks of up to 32 MiB for reuse on this worker (Linux only), as our
+    LocalCluster's workers start (:mod:`napari_segany.batch.environ`): a worker started elsewhere
+    by dask has the same trim threshold set, which turns off glibc's own growing mmap threshold."""
     import ctypes
     import os
 
