@@ -165,6 +165,11 @@ class Geometry:
                              f"shape (at most about {model_size} times longer than wide) and segment each")
         return cls((h, w), size, model_size, profile, max_upscale)
 
+    def for_other(self, original_size: tuple[int, int]) -> "Geometry":
+        """How an image of ``original_size`` (a crop, a mirrored view) sits in the same frame, by
+        the same rules (profile, the cap on enlarging)."""
+        return Geometry.for_image(original_size, self.model_size, self.profile, self.max_upscale)
+
     def points_to_model(self, rowcol: np.ndarray) -> np.ndarray:
         """... x 2 (row, col) image pixels -> ... x 2 (x, y) model pixels."""
         rowcol = np.asarray(rowcol, dtype=np.float64)

@@ -167,7 +167,7 @@ def view_input(view: View, unit: np.ndarray, geometry: Geometry, device) -> torc
     and mirrored after, which needs no full-size copy of the view; a smaller one is mirrored first,
     as always (the two differ only by float rounding)."""
     if unit.shape[0] * unit.shape[1] >= LARGE_IMAGE_PIXELS and view != View():
-        base = Geometry.for_image(unit.shape[:2], geometry.model_size, geometry.profile, geometry.max_upscale)
+        base = geometry.for_other(unit.shape[:2])
         x = resized_input(unit, base, device)
         if view.transpose:
             x = x.transpose(-1, -2)

@@ -356,9 +356,7 @@ class ZoomPredictor:
     def _geometry(self, window: Window | None) -> Geometry:
         if window is None:
             return self._full.geometry
-        full = self._full.geometry
-        return Geometry.for_image((window.height, window.width), self.predictor.model.image_size,
-                                  full.profile, full.max_upscale)
+        return self._full.geometry.for_other((window.height, window.width))
 
     def _full_mask(self, logits: np.ndarray, window: Window | None) -> np.ndarray:
         """Low-res ``logits`` living in ``window`` -> bool mask at the image's size."""

@@ -314,8 +314,7 @@ class EmbeddingStore:
         """``features`` of ``image`` (a slice, or a crop of one) as an embedding of it."""
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
         guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
-        g = self.geometry
-        geometry = Geometry.for_image(image.shape[:2], g.model_size, g.profile, g.max_upscale)
+        geometry = self.geometry.for_other(image.shape[:2])
         image_id = image_fingerprint(as_2d_channels(image, channel=self.channel))
         return ImageEmbedding(features.astype(np.float32), geometry, self.predictor.model_id, self.window,
                               guide=guide, image_id=image_id)
