@@ -14,6 +14,11 @@ import numpy as np
 from ..files import check_output_path
 from .inputs import Layout, Source, clash, stem
 
+#: What ``auto`` appends to an input's name for the files it writes beside it (in --output-dir):
+#: ``<name>_labels.tif``, ``<name>_objects.csv``, ``<name>_overlay.png``; ``finetune`` pairs an
+#: image with ``<name>_labels.tif`` by the same rule.
+LABELS_SUFFIX, TABLE_SUFFIX, OVERLAY_SUFFIX = "_labels", "_objects", "_overlay"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -80,8 +85,8 @@ def _job(source: Path, output: str | None, output_dir: str | None, overlay: bool
                              "(the table and the picture take the same name ending in .csv and .png)")
         return Job(source, labels, labels.with_suffix(".csv"), labels.with_suffix(".png") if overlay else None)
     folder, name = Path(output_dir).expanduser(), stem(source)
-    return Job(source, folder / f"{name}_labels.tif", folder / f"{name}_objects.csv",
-               folder / f"{name}_overlay.png" if overlay else None)
+    return Job(source, folder / f"{name}{LABELS_SUFFIX}.tif", folder / f"{name}{TABLE_SUFFIX}.csv",
+               folder / f"{name}{OVERLAY_SUFFIX}.png" if overlay else None)
 
 
 def _key(path: Path) -> str:

@@ -4,6 +4,8 @@ Imported only where dask.distributed is installed and a cluster is used."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import threading
 import time
 from pathlib import Path
@@ -22,15 +24,15 @@ NAME = "napari-segany-models"
 class ModelKeeper(WorkerPlugin):
     """Registered on every worker (and on workers that join or are restarted later): each worker
     loads a model the first time a task needs it and keeps it for the tasks after. One task uses
-    the model at a time, with as many torch threads as the worker has threads, so the workers of
-    a machine do not oversubscribe its cores; reading and writing files overlaps with it."""
+    the model at a time, with the torch threads our LocalCluster gave the worker
+    (:mod:`~napari_segany.batch.environ`), else as many as the worker has threads, so the workers
+    of a machine do not oversubscribe its cores; a worker with more threads reads and writes files
+    while the model works."""
 
     name = NAME
     idempotent = True  # a second run on the same cluster keeps the models already loaded
 
     def setup(self, worker) -> None:
-        import os
-
         keep_large_blocks()
         self.threads = max(1, int(os.environ.get(TORCH_THREADS) or worker.state.nthreads))
         self.address = worker.address
@@ -65,9 +67,6 @@ def keep_large_blocks() -> None:
     """Let glibc keep freed blocks of up to 32 MiB for reuse on this worker (Linux only), as our
     LocalCluster's workers start (:mod:`napari_segany.batch.environ`): a worker started elsewhere
     by dask has the same trim threshold set, which turns off glibc's own growing mmap threshold."""
-    import ctypes
-    import os
-
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the cluster's owner chose one
         return
     try:
@@ -159,7 +158,5 @@ class _Timer:
 
 def worker_stats(dask_worker) -> dict:
     """(for ``client.run``) the process id, threads and models loaded of a worker."""
-    import os
-
     found = dask_worker.plugins.get(NAME)
     return {"pid": os.getpid(), "threads": getattr(found, "threads", None), "loads": getattr(found, "loads", 0)}

@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..batch.inputs import expand_inputs, stem
+from ..batch.outputs import LABELS_SUFFIX, OVERLAY_SUFFIX
 
-LABEL_ENDINGS = ("_labels.tif", "_labels.tiff")
+LABEL_ENDINGS = (f"{LABELS_SUFFIX}.tif", f"{LABELS_SUFFIX}.tiff")
 #: Files ``napari-segany auto`` writes beside an image's labels: never images to train on.
-WRITTEN_BY_AUTO = ("_labels", "_overlay")
+WRITTEN_BY_AUTO = (LABELS_SUFFIX, OVERLAY_SUFFIX)
 
 
 def labels_for(image: Path, labels_dir: Path | None) -> Path | None:
