@@ -1,4 +1,5 @@
-"""The matching and metrics of benchmarks/bench_automatic.py on tiny synthetic label images."""
+"""The matching and metrics of the automatic-segmentation benchmark (benchmarks/automatic_metrics.py)
+on tiny synthetic label images."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from bench_automatic import best_overlap_iou, classical, match, paint_like_ours  # noqa: E402
+from automatic_metrics import best_overlap_iou, classical, match, paint_like_ours  # noqa: E402
 
 
 def _three_squares() -> np.ndarray:
