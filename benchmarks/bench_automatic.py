@@ -9,7 +9,7 @@ with IoU >= 0.5, then their IoU, as StarDist's ``matching``); AP is the cell-seg
 literature's "average precision" at one threshold, TP / (TP + FP + FN) (StarDist, Cellpose),
 not the area under a precision-recall curve. Methods:
 
-1. grid mode, default ``GridSettings()`` (the included model: 16 points per side);
+1. grid mode, default ``GridSettings(mode="grid")`` (the included model: 16 points per side);
 2. grid mode with a denser grid (``--grid2d``, default 32 points per side; ``--grid3d`` in 3D);
 3. classical baseline from the image alone: Gaussian smoothing (sigma 1 px), Otsu threshold, holes
    filled, objects under 20 px (3D: 67 voxels, the ball whose cross-section is 20 px) removed,
@@ -17,7 +17,8 @@ not the area under a precision-recall curve. Methods:
    ``peak_local_max(min_distance=r)``, r the equivalent radius of the median foreground component
    (measured on the image's own mask, never on the labels), in 3D on the volume directly with the
    sample's voxel size in the distance transform;
-4. head mode: a hook (:func:`head_mode`) that reports "not available" until the engine has one.
+4. head mode, ``GridSettings(mode="head")``: one box and click per object the model's instance head
+   finds (reported "not available" for a model without a head).
 
 In 3D the slices are embedded first into an ``EmbeddingStore`` (timed as the embedding; it keeps
 float16 embeddings), then ``segment_volume`` segments every slice and links them.
@@ -54,134 +55,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
-from scipy.optimize import linear_sum_assignment
+
+from automatic_metrics import AP_DEFINITION, best_overlap_iou, classical, match, paint_like_ours, z_profile
 
 RESULTS = Path(__file__).parent / "results"
-AP_DEFINITION = "AP@0.5 = TP / (TP + FP + FN), one-to-one matching at IoU >= 0.5 (StarDist / Cellpose)"
 
 
-# -- metrics -------------------------------------------------------------------------------------
+def methods(predictor, extra_grid: int) -> list:
+    """(name, settings) of the model's methods: the default grid, a denser grid, and head mode when
+    the model has an instance head."""
+    from napari_segany.auto.grid import GridSettings
 
-def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every truth object with every predicted object (any number of dimensions).
-
-    Returns (iou: n_truth x n_pred float, truth ids, pred ids); 0 is background in both."""
-    truth, pred = np.asarray(truth).ravel(), np.asarray(pred).ravel()
-    if truth.shape != pred.shape:
-        raise ValueError(f"truth and pred differ in size ({truth.size} vs {pred.size})")
-    t_ids, t_inv = np.unique(truth, return_inverse=True)
-    p_ids, p_inv = np.unique(pred, return_inverse=True)
-    nt, npred = len(t_ids), len(p_ids)
-    inter = np.bincount(t_inv * npred + p_inv, minlength=nt * npred).reshape(nt, npred).astype(float)
-    areas_t, areas_p = inter.sum(1), inter.sum(0)
-    keep_t, keep_p = t_ids != 0, p_ids != 0
-    inter = inter[keep_t][:, keep_p]
-    union = areas_t[keep_t][:, None] + areas_p[keep_p][None, :] - inter
-    return inter / np.maximum(union, 1.0), t_ids[keep_t], p_ids[keep_p]
-
-
-def match(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> dict:
-    """Precision, recall, F1, AP (TP / (TP + FP + FN)) and mean IoU of matched pairs at ``threshold``.
-
-    One-to-one matching: the assignment with the most pairs at IoU >= threshold, then the highest
-    IoU among those (StarDist's matching); a pair matches when its IoU >= threshold."""
-    iou, t_ids, p_ids = iou_matrix(truth, pred)
-    nt, npred = iou.shape
-    tp, ious = 0, np.zeros(0)
-    if nt and npred:
-        gain = (iou >= threshold) + iou / (2 * max(nt, npred))
-        rows, cols = linear_sum_assignment(gain, maximize=True)
-        ok = iou[rows, cols] >= threshold
-        tp, ious = int(ok.sum()), iou[rows[ok], cols[ok]]
-    fp, fn = npred - tp, nt - tp
-    return {"n_true": int(nt), "n_pred": int(npred), "tp": tp, "fp": int(fp), "fn": int(fn),
-            "precision": tp / npred if npred else 0.0, "recall": tp / nt if nt else 0.0,
-            "f1": 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0,
-            "ap": tp / (tp + fp + fn) if (tp + fp + fn) else 1.0,
-            "mean_iou_matched": float(ious.mean()) if len(ious) else 0.0}
-
-
-def z_profile(truth: np.ndarray, labels: np.ndarray) -> dict:
-    """Where 3D objects go wrong: the mean F1@0.5 of the labels slice by slice (slices with truth),
-    and the median number of slices an object spans, predicted and true."""
-    f1 = [match(truth[z], labels[z])["f1"] for z in range(truth.shape[0]) if truth[z].any()]
-
-    def extent(lab):
-        boxes = [b for b in ndi.find_objects(lab) if b is not None]
-        return float(np.median([b[0].stop - b[0].start for b in boxes])) if boxes else 0.0
-
-    return {"slice_f1_mean": round(float(np.mean(f1)), 4) if f1 else 0.0,
-            "z_extent_median_pred": extent(labels), "z_extent_median_true": extent(truth)}
-
-
-def best_overlap_iou(masks: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
-    """For each bool mask, its IoU with the object of ``labels`` it overlaps best (0 if none)."""
-    areas = np.bincount(labels.ravel())
-    out = np.zeros(len(masks))
-    for k, m in enumerate(masks):
-        under = np.bincount(labels[m], minlength=len(areas))
-        under[0] = 0
-        if under.any():
-            out[k] = (under / np.maximum(m.sum() + areas - under, 1))[1:].max()
+    out = [("grid default", GridSettings(mode="grid")),
+           (f"grid {extra_grid}/side", GridSettings(points_per_side=extra_grid, mode="grid"))]
+    if getattr(predictor.model, "instance_head", None) is not None:
+        out.append(("head", GridSettings(mode="head")))
     return out
-
-
-def paint_like_ours(masks: list[np.ndarray], order: list[int], min_area: int, share: float) -> np.ndarray:
-    """Masks painted best first (``order``) as our grid mode paints: each keeps its free pixels and
-    is dropped when fewer than ``min_area`` (at least 1) or under ``share`` of it are left."""
-    labels = np.zeros(masks[0].shape if masks else (0, 0), np.uint32)
-    n = 0
-    for k in order:
-        mine = masks[k] & (labels == 0)
-        area = int(mine.sum())
-        if area >= max(1, min_area) and area >= share * masks[k].sum():
-            n += 1
-            labels[mine] = n
-    return labels
-
-
-# -- methods -------------------------------------------------------------------------------------
-
-def classical(image: np.ndarray, sampling=None) -> tuple[np.ndarray, dict]:
-    """Otsu + distance-transform seeded watershed on a 2D image or a 3D volume (see module doc)."""
-    from skimage.feature import peak_local_max
-    from skimage.filters import threshold_otsu
-    from skimage.segmentation import watershed
-
-    ndim = image.ndim
-    smooth = ndi.gaussian_filter(image.astype(np.float32), 1.0)
-    mask = smooth > threshold_otsu(smooth)
-    mask = ndi.binary_fill_holes(mask)
-    min_size = 20 if ndim == 2 else int(round(4 / 3 * np.pi * (20 / np.pi) ** 1.5))
-    comps, n = ndi.label(mask)
-    small = np.bincount(comps.ravel()) < min_size
-    small[0] = False
-    mask[small[comps]] = False
-    comps, n = ndi.label(mask)
-    sizes = np.bincount(comps.ravel())[1:]
-    unit = None if sampling is None else np.asarray(sampling, float) / min(sampling)
-    voxel = 1.0 if unit is None else float(np.prod(unit))
-    med = float(np.median(sizes)) * voxel if n else 1.0
-    radius = np.sqrt(med / np.pi) if ndim == 2 else (3 * med / (4 * np.pi)) ** (1 / 3)
-    min_distance = max(2, int(round(radius)))
-    distance = ndi.distance_transform_edt(mask, sampling=unit)
-    peaks = peak_local_max(distance, min_distance=min_distance, labels=comps, exclude_border=False)
-    markers = np.zeros(mask.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    seeded = np.unique(comps[markers > 0])
-    for c in np.setdiff1d(np.arange(1, n + 1), seeded):  # a component without a peak: one seed
-        where = np.argmax(np.where(comps == c, distance, -1))
-        markers.flat[where] = markers.max() + 1
-    labels = watershed(-distance, markers, mask=mask)
-    return labels, {"sigma": 1.0, "min_size": min_size, "components": int(n), "median_radius": round(radius, 2),
-                    "min_distance": min_distance, "seeds": int(markers.max())}
-
-
-def head_mode(predictor):
-    """Hook for head mode (prompts from a learned instance head, issue 29): return a function
-    ``image_or_volume -> labels`` once the engine has one; None (printed "not available") until then."""
-    return None
 
 
 # -- environment -----------------------------------------------------------------------------------
@@ -233,7 +122,6 @@ def _settings(s) -> dict:
 
 def quality(args) -> dict:
     import napari_segany as sg
-    from napari_segany.auto.grid import GridSettings
     from napari_segany.sample_data import load_sample, voxel_size
     from napari_segany.auto.volume import segment_volume
 
@@ -246,14 +134,12 @@ def quality(args) -> dict:
     pred = sg.Predictor(sg.load_model(device="cpu"), precision=args.precision)
     out = {"precision_used": pred.precision, "model": pred.model.info.name, "ap_definition": AP_DEFINITION,
            "image2d": f"nuclei2d {image.shape}", "volume": f"nuclei3d {volume.shape}", "rows": []}
-    head = head_mode(pred)
 
     pred.encode(image, views=1)  # warm-up
     t0 = time.perf_counter()
     emb = pred.encode(image, views=1)
     embed_2d = time.perf_counter() - t0
-    grids2 = [("grid default", GridSettings()), (f"grid {args.grid2d}/side", GridSettings(points_per_side=args.grid2d))]
-    for name, s in grids2:
+    for name, s in methods(pred, args.grid2d):
         t0 = time.perf_counter()
         labels = sg.segment_everything(pred, embedding=emb, settings=s).labels
         seg = time.perf_counter() - t0
@@ -261,15 +147,14 @@ def quality(args) -> dict:
     t0 = time.perf_counter()
     labels, params = classical(image)
     _row(out, "2D", "classical (Otsu + watershed)", match(truth, labels), 0.0, time.perf_counter() - t0, params=params)
-    _head_row(out, "2D", head)
+    _head_row(out, "2D", pred)
 
     store = sg.EmbeddingStore(pred, volume, prefetch=0, memory_bytes=2**31)
     t0 = time.perf_counter()
     for z in range(volume.shape[0]):
         store.get(z, prefetch=False)
     embed_3d = time.perf_counter() - t0
-    grids3 = [("grid default", GridSettings()), (f"grid {args.grid3d}/side", GridSettings(points_per_side=args.grid3d))]
-    for name, s in grids3:
+    for name, s in methods(pred, args.grid3d):
         t0 = time.perf_counter()
         labels = segment_volume(pred, volume, settings=s, store=store).labels
         seg = time.perf_counter() - t0
@@ -279,7 +164,7 @@ def quality(args) -> dict:
     labels, params = classical(volume, sampling=voxel_size("nuclei3d"))
     _row(out, "3D", "classical (Otsu + watershed)", match(truth3, labels), 0.0, time.perf_counter() - t0,
          params=params, **z_profile(truth3, labels))
-    _head_row(out, "3D", head)
+    _head_row(out, "3D", pred)
     return out
 
 
@@ -293,10 +178,10 @@ def _row(out, data, method, m, embed, seg, **extra):
           if "slice_f1_mean" in extra else ""), flush=True)
 
 
-def _head_row(out, data, head):
-    if head is None:
-        out["rows"].append({"data": data, "method": "head mode", "status": "not available"})
-        print(f"  {data} head mode: not available (no instance head in the engine yet)", flush=True)
+def _head_row(out, data, predictor):
+    if getattr(predictor.model, "instance_head", None) is None:
+        out["rows"].append({"data": data, "method": "head", "status": "not available"})
+        print(f"  {data} head mode: not available (the model has no instance head)", flush=True)
 
 
 def quality_table(res: dict) -> str:
@@ -331,23 +216,22 @@ def speed(args) -> dict:
 
 
 def speed_included(args, image) -> dict:
-    """The included model's grid mode at default settings and at 32 points per side."""
+    """The included model's grid mode at default settings and at 32 points per side, and its head mode."""
     import napari_segany as sg
-    from napari_segany.auto.grid import GridSettings
 
     pred = sg.Predictor(sg.load_model(device="cpu"), precision=args.precision)
     pred.encode(image, views=1)  # warm-up
     t0 = time.perf_counter()
     emb = pred.encode(image, views=1)
     embed = time.perf_counter() - t0
-    settings = {"default": GridSettings(), "32/side": GridSettings(points_per_side=32)}
+    settings = dict(methods(pred, 32))
     fns = [lambda s=s: sg.segment_everything(pred, embedding=emb, settings=s) for s in settings.values()]
     for fn in fns:
         fn()  # warm-up
     out = {"precision_used": pred.precision, "model": pred.model.info.name, "embed_s": round(embed, 3), "rows": []}
     for (name, s), (t, res) in zip(settings.items(), _interleaved(fns, args.repeats)):
         out["rows"].append({"settings": name, **t, "objects": len(res.table), "grid": _settings(s)})
-        print(f"  included model, grid {name}: {t['median_s']:.2f} s median ({t['min_s']:.2f} min), "
+        print(f"  included model, {name}: {t['median_s']:.2f} s median ({t['min_s']:.2f} min), "
               f"{len(res.table)} objects", flush=True)
     return out
 

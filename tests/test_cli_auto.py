@@ -259,3 +259,26 @@ def test_existing_labels_are_kept_and_the_rest_segmented(tmp_path, capsys):
     assert min(new) > kept.max() and set(np.unique(labels[kept == 0])) - {0} == set(new)
     for r in rows:
         assert int(r["area"]) == np.count_nonzero(labels == int(r["id"]))
+
+
+def test_the_mode_picks_the_prompts_and_head_mode_needs_a_head(tmp_path, capsys, tiny_model_path):
+    """``--mode head`` with the included model prompts from its instance head (recorded in the
+    summary; the objects are nuclei); ``--mode head`` with a model without a head fails that input
+    with what to do instead; without ``--mode`` a grid density asked for gives the grid."""
+    image = str(sample_path("nuclei2d"))
+    rc = main(["auto", image, "-o", str(tmp_path / "head.tif"), "--mode", "head", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0 and summary["settings"]["mode"] == "head" and summary["inputs"][0]["objects"] >= 60
+    labels = tifffile.imread(tmp_path / "head.tif")
+    truth = load_sample("nuclei2d_labels")
+    assert np.count_nonzero(truth[labels > 0]) / np.count_nonzero(labels) > 0.8
+
+    rc = main(["auto", image, "-o", str(tmp_path / "none.tif"), "--mode", "head", "--model", str(tiny_model_path),
+               "--json"])
+    out, err = capsys.readouterr()
+    failed = json.loads(out)["inputs"][0]
+    assert rc == 1 and failed["status"] == "failed" and "no instance head" in failed["error"]
+    assert "mode='grid'" in failed["error"] and not (tmp_path / "none.tif").exists()
+
+    rc, summary, _ = _run(capsys, [image, "-o", str(tmp_path / "grid.tif")])
+    assert rc == 0 and summary["settings"]["mode"] == "auto" and summary["settings"]["points_per_side"] == 8

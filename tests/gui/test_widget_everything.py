@@ -29,6 +29,7 @@ def _wait_done(qtbot, widget, timeout=60_000):
 
 def _grid(widget, points=10, **fields):
     panel = widget.everything_panel
+    panel.mode_combo.setCurrentText("Grid")
     panel.points_spin.setValue(points)
     for name, value in fields.items():
         getattr(panel, f"{name}_spin").setValue(value)
@@ -253,3 +254,36 @@ def test_whole_volume_is_refused_on_a_2d_image(plugin_widget, qtbot, nuclei2d, i
     _press(qtbot, widget.everything_panel.run_button)
     assert widget.everything.job is None
     assert "2D" in widget.status_label.text()
+
+
+def test_the_models_head_gives_the_prompts_by_default_and_a_model_without_one_says_so(plugin_widget, qtbot,
+                                                                                     nuclei2d, included_model,
+                                                                                     tiny_model):
+    """With the included model and the settings as they open, Segment everything prompts from the
+    model's instance head: the real nuclei come out as objects in one undoable step. Asking for
+    the head with a model that has none says what to do and writes nothing."""
+    image, truth = nuclei2d
+    viewer, dock, widget, layer = plugin_widget(image, included_model)
+    target = viewer.add_labels(np.zeros(truth.shape, np.uint32), name="nuclei")
+    widget.set_target_layer(target)
+    wait_ready(qtbot, widget)
+    panel = widget.everything_panel
+    assert panel.mode_combo.currentText() == "Model's" and panel.settings().uses_head(included_model)
+    _press(qtbot, panel.run_button)
+    _wait_done(qtbot, widget)
+    found = np.array(target.data)
+    assert len(np.unique(found)) - 1 >= 60, widget.status_label.text()
+    assert np.count_nonzero(truth[found > 0]) / np.count_nonzero(found) > 0.8  # the objects are nuclei
+    viewer.layers.selection.active = target
+    key_canvas(viewer, Qt.Key_Z, Qt.ControlModifier)
+    assert not target.data.any()
+
+    viewer, dock, widget, layer = plugin_widget(image[:128, :128], tiny_model)
+    target = viewer.add_labels(np.zeros((128, 128), np.uint32), name="cells")
+    widget.set_target_layer(target)
+    wait_ready(qtbot, widget)
+    widget.everything_panel.mode_combo.setCurrentText("Instance head")
+    _press(qtbot, widget.everything_panel.run_button)
+    assert widget.everything.job is None  # refused before any work starts
+    assert "no instance head" in widget.status_label.text() and "Prompts: Grid" in widget.status_label.text()
+    assert not target.data.any()

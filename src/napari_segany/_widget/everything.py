@@ -189,6 +189,7 @@ class Everything(QObject):
             return False
         try:
             req = self._request(volume)
+            settings.uses_head(self.controller.state.predictor.model)  # a head asked of a model without one
             # the volume's embeddings are kept for the next run when its slices fit in the model's
             # frame; larger slices are segmented in frame-sized tiles, encoded as they come
             store = self._store(req) if volume and self._fits(req) else None

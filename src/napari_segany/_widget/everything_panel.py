@@ -15,6 +15,8 @@ from ..auto.grid import GridSettings
 from .everything import Everything
 
 SLICE, VOLUME = "Slice on screen", "Whole volume"
+#: The prompt sources offered (:attr:`GridSettings.mode`); the model's own choice first.
+MODE_NAMES = {"Model's": "auto", "Grid": "grid", "Instance head": "head"}
 
 
 def _defaults() -> dict:
@@ -46,11 +48,18 @@ class EverythingPanel(QGroupBox):
         content = QWidget()
         form = QFormLayout(content)
         form.setContentsMargins(0, 0, 0, 0)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(list(MODE_NAMES))
+        self.mode_combo.setToolTip("Where the prompts come from. Model's: its instance head when it has one "
+                                   "(one box per object it finds; fewer decoder calls) unless you set the "
+                                   "points per side, else the grid. Grid: a grid of point prompts, with any "
+                                   "model.")
+        form.addRow("Prompts", self.mode_combo)
         self.points_spin = QSpinBox()
         self.points_spin.setRange(0, 256)
         self.points_spin.setSpecialValueText("auto")
         self.points_spin.setValue(d["points_per_side"] or 0)
-        self.points_spin.setToolTip("Grid points along the image's longest side (auto: one every "
+        self.points_spin.setToolTip("Grid points along the image's longest side, in grid mode (auto: one every "
                                     f"{d.get('spacing', 32)} pixels of the model's frame). More finds smaller objects "
                                     "and takes longer.")
         form.addRow("Points per side", self.points_spin)
@@ -77,7 +86,7 @@ class EverythingPanel(QGroupBox):
 
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Segment everything")
-        self.run_button.setToolTip("Find every object with a grid of point prompts and write them into the "
+        self.run_button.setToolTip("Find every object without prompts of yours and write them into the "
                                    "target labels layer as one undoable step.")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -107,7 +116,8 @@ class EverythingPanel(QGroupBox):
 
     def settings(self) -> GridSettings:
         """The grid's parameters as the fields say (0 = auto for the points and the IoU)."""
-        return GridSettings(points_per_side=self.points_spin.value() or None,
+        return GridSettings(mode=MODE_NAMES[self.mode_combo.currentText()],
+                            points_per_side=self.points_spin.value() or None,
                             min_iou=self.iou_spin.value() or None,
                             min_stability=(self.stability_spin.value() or None) if self._auto_stability
                             else float(self.stability_spin.value()),

@@ -1,7 +1,8 @@
 """Segment everything: every object of a 2D image as a label image, for any model.
 
-Candidates come from a grid of point prompts (:mod:`.grid`), judged on the decoder's low-res
-logits and thinned by box NMS before any full-resolution mask is made. Images larger than the
+Candidates come from a grid of point prompts (:mod:`.grid`) or, for a model with an instance head,
+from one box and click per object the head finds (:mod:`.head`); they are judged on the decoder's
+low-res logits and thinned by box NMS before any full-resolution mask is made. Images larger than the
 model's frame are cut into frame-sized tiles that overlap; a candidate cut by a tile's inner edge
 gives way to the whole object seen by a neighbouring tile, and an object too large for the overlap
 is joined from its pieces. The survivors are painted best first into one label image without
@@ -19,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from .grid import GridSettings, box_ious, box_nms, grid_candidates, grid_points
+from .head import head_candidates
 from ..engine.outputs import ImageEmbedding
 from ..engine.preprocess import as_2d_channels, intensity_window
 
@@ -66,7 +68,8 @@ def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | Non
                        progress: Callable[[int, int], None] | None = None,
                        should_stop: Callable[[], bool] | None = None, channel: int | None = None,
                        rgb: bool | None = None, contrast_limits: tuple[float, float] | None = None) -> Objects:
-    """Every object of ``image`` (or of ``embedding``'s image) from a grid of point prompts.
+    """Every object of ``image`` (or of ``embedding``'s image), prompted by a grid of points or by
+    the model's instance head (``settings.mode``).
 
     Parameters
     ----------
@@ -84,7 +87,7 @@ def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | Non
         The first new id instead (above every id of ``existing``), e.g. one above the highest id of
         the whole volume that ``existing`` is a slice of.
     progress : callable(done, total), optional
-        Grid points dealt with, over all tiles.
+        Grid points dealt with, over all tiles (head mode: tiles done).
     should_stop : callable() -> bool, optional
         Checked between decoder calls; True raises :class:`~napari_segany.Cancelled`.
     """
@@ -105,7 +108,11 @@ def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | Non
     labels, first_id = start_labels(existing, shape, first_id)
     taken = labels > 0 if existing is not None else None
     model_size = int(predictor.model.image_encoder.img_size)
-    total = sum(len(grid_points((r.stop - r.start, c.stop - c.start), model_size, settings)) for r, c in tiles)
+    head = settings.uses_head(predictor.model)
+    candidates = head_candidates if head else grid_candidates
+    # the grid knows its points beforehand; the head's objects are known per tile only
+    total = len(tiles) if head else sum(len(grid_points((r.stop - r.start, c.stop - c.start), model_size, settings))
+                                        for r, c in tiles)
     done = 0
 
     def advance(n: int) -> None:
@@ -120,8 +127,10 @@ def segment_everything(predictor, image=None, *, embedding: ImageEmbedding | Non
         if emb is None:
             emb = predictor.encode(np.asarray(image)[rows, cols], views=1, channel=channel, rgb=rgb,
                                    contrast_limits=window, should_stop=should_stop)
-        found = grid_candidates(predictor, emb, settings, taken=None if taken is None else taken[rows, cols],
-                                progress=advance, should_stop=should_stop)
+        found = candidates(predictor, emb, settings, taken=None if taken is None else taken[rows, cols],
+                           progress=None if head else advance, should_stop=should_stop)
+        if head:
+            advance(1)
         pieces += _pieces(box_nms(found, settings.nms_iou), (rows, cols), shape, t)
     new_ids, scores = _paint(labels, pieces, taken, first_id, settings)
     return Objects(labels, _table(labels, new_ids, scores))

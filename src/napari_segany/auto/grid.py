@@ -20,6 +20,10 @@ from ..engine.outputs import ImageEmbedding
 from ..engine.predictor import Cancelled
 
 
+#: Where automatic segmentation's prompts come from (:attr:`GridSettings.mode`).
+MODES = ("auto", "grid", "head")
+
+
 @dataclass(frozen=True)
 class GridSettings:
     """How the grid is laid and which candidates are kept.
@@ -38,6 +42,11 @@ class GridSettings:
     images larger than the model's frame into frame-sized tiles, "never" segments them whole
     (downscaled into the frame); ``tile_overlap``: pixels shared by neighbouring tiles (None: a
     quarter of the frame); an object smaller than the overlap is seen whole by some tile.
+
+    ``mode``: where the prompts come from: "grid" (the grid above, any model), "head" (one box and
+    click per object that the model's instance head finds, :mod:`.head`; the grid's density
+    settings are then unused), or "auto": the grid when ``points_per_side`` or ``object_size`` is
+    given, else the head when the model has one, else the grid.
     """
 
     points_per_side: int | None = None
@@ -52,6 +61,7 @@ class GridSettings:
     skip_covered: bool = False
     tile: str = "auto"
     tile_overlap: int | None = None
+    mode: str = "auto"
 
     def __post_init__(self):
         n = self.points_per_side
@@ -72,6 +82,20 @@ class GridSettings:
             raise ValueError(f"tile must be 'auto' or 'never', got {self.tile!r}")
         if self.tile_overlap is not None and not (_whole(self.tile_overlap) and self.tile_overlap >= 0):
             raise ValueError(f"tile_overlap must be a whole number of pixels >= 0, got {self.tile_overlap!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {self.mode!r}")
+
+    def uses_head(self, model) -> bool:
+        """Whether ``model``'s instance head gives the prompts (see ``mode``)."""
+        has = getattr(model, "instance_head", None) is not None
+        if self.mode == "head" and not has:
+            name = getattr(getattr(model, "info", None), "name", "this model")
+            raise ValueError(f"{name} has no instance head, so it cannot find objects in head mode; use the grid "
+                             "instead (mode='grid'; on the command line --mode grid, in the widget Prompts: Grid) "
+                             "or a model that has a head, such as the included model")
+        if self.mode == "auto" and (self.points_per_side is not None or self.object_size is not None):
+            return False  # a grid density was asked for: the grid
+        return has and self.mode != "grid"
 
     def least_stability(self, model) -> float:
         if self.min_stability is not None:
@@ -133,7 +157,7 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
     True raises :class:`~napari_segany.Cancelled`.
     """
     geometry = embedding.geometry
-    frame = _LowRes(geometry, predictor.model.low_res_size)
+    frame = LowResFrame(geometry, predictor.model.low_res_size)
     min_iou = settings.least_iou(predictor.model)
     min_stability = settings.least_stability(predictor.model)
     points = grid_points(tuple(geometry.original_size), geometry.model_size, settings)
@@ -161,7 +185,7 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
             for k, score in enumerate(answer.scores):
                 if score < min_iou:
                     continue
-                stability, box, inside = _judge(answer.logits[k], frame, settings.stability_offset)
+                stability, box, inside = judge(answer.logits[k], frame, settings.stability_offset)
                 if box is not None and stability >= min_stability:
                     found.append(Candidate(float(score), stability, box, answer, k))
                     covered[: inside.shape[0], : inside.shape[1]] |= inside
@@ -170,7 +194,7 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
     return found
 
 
-def _next_batch(queue: list, size: int, frame: "_LowRes", covered: np.ndarray | None):
+def _next_batch(queue: list, size: int, frame: "LowResFrame", covered: np.ndarray | None):
     """Up to ``size`` points from the front of ``queue`` not inside ``covered`` (low-res cells),
     the rest of the queue, and how many points were passed over."""
     batch, skipped, i = [], 0, 0
@@ -184,7 +208,7 @@ def _next_batch(queue: list, size: int, frame: "_LowRes", covered: np.ndarray | 
     return batch, queue[i:], skipped
 
 
-class _LowRes:
+class LowResFrame:
     """Where the image lies in the decoder's low-res logits, and their cell size in image pixels."""
 
     def __init__(self, geometry, n: int):
@@ -204,7 +228,7 @@ class _LowRes:
                 min(self.cols - 1, int(point[1] / self.to_image[1])))
 
 
-def _judge(logits: np.ndarray, frame: _LowRes, offset: float):
+def judge(logits: np.ndarray, frame: LowResFrame, offset: float):
     """(stability, box in image pixels, mask in low-res cells) of one candidate, on the image's
     part of the frame; box None when the mask is empty there."""
     lg = logits[: frame.rows, : frame.cols]

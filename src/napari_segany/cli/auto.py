@@ -8,6 +8,7 @@ import math
 import sys
 
 from . import args as cli_args
+from ..auto.grid import MODES
 from ..batch.inputs import expand_inputs
 from ..batch.outputs import plan_jobs
 
@@ -37,6 +38,11 @@ def register(sub) -> None:
                        help="for one input: the label TIFF; the table and picture take its name ending in .csv "
                        "and .png")
     grid = p.add_argument_group("grid (which candidates become objects)")
+    grid.add_argument("--mode", choices=MODES, default="auto",
+                      help="where the prompts come from: 'grid' (a grid of points, any model), 'head' (one box "
+                      "per object the model's instance head finds: fewer decoder calls), 'auto' (default): the grid "
+                      "when --points-per-side or --object-size is given, else the head when the model has one "
+                      "(the included model does), else the grid")
     grid.add_argument("--points-per-side", type=_per_side, default=None, metavar="N",
                       help="prompt points along the longest side of the image (or of each model-sized tile); "
                       "default one every 32 pixels of the model's frame (16 for the included model, 32 for SAM)")
@@ -112,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import AutoOptions, run_jobs
 
     settings = GridSettings(points_per_side=args.points_per_side, object_size=args.object_size,
-                            min_iou=args.min_iou,
-                            min_stability=args.min_stability, nms_iou=args.nms_iou, min_area=args.min_area)
+                            min_iou=args.min_iou, min_stability=args.min_stability, nms_iou=args.nms_iou,
+                            min_area=args.min_area, mode=args.mode)
     sources = expand_inputs(args.inputs)
     if args.existing is not None and len(sources) != 1:
         raise ValueError(f"--existing gives the labels of one input, but {len(sources)} inputs were given; "
@@ -132,9 +138,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "model": None if model is None else model[0],
             "precision": None if model is None else model[1],
-            "settings": {k: getattr(settings, k) for k in ("points_per_side", "object_size", "min_iou",
-                                                             "min_stability", "nms_iou",
-                                                             "min_area")},
+            "settings": {k: getattr(settings, k) for k in ("mode", "points_per_side", "object_size", "min_iou",
+                                                             "min_stability", "nms_iou", "min_area")},
             "segmented": sum(r["status"] == "segmented" for r in results),
             "skipped": sum(r["status"] == "skipped" for r in results), "failed": failed, "inputs": results,
         }))

@@ -46,10 +46,9 @@ def config_for(model, base_info, provenance: dict, name: str) -> dict:
               "stop_iou": float(info.stop_iou), "min_stability": float(info.min_stability), "views": int(info.views)}
     if info.max_upscale is not None:
         config["max_upscale"] = float(info.max_upscale)
-    if model.refiner is not None:
-        config["refiner"] = model.refiner.config
-    if model.scorer is not None:
-        config["scorer"] = model.scorer.config
+    for part in ("refiner", "scorer", "instance_head"):
+        if getattr(model, part, None) is not None:
+            config[part] = getattr(model, part).config
     config["finetune"] = {"base": {"name": base_info.name, "sha256": base_info.sha256, "source": base_info.source},
                           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                           "torch": str(torch.__version__), **provenance}

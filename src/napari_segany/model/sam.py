@@ -81,6 +81,8 @@ class Sam(nn.Module):
         #: attached by the loader when the checkpoint carries one.
         self.refiner: nn.Module | None = None
         self.scorer: nn.Module | None = None  # napari_segany.engine.scoring.CandidateScorer, for our own models
+        #: Where objects are, for automatic segmentation (napari_segany.engine.instance_head), our models only.
+        self.instance_head: nn.Module | None = None
 
     @property
     def embedding_size(self) -> int:

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..engine.instance_head import HEAD_PREFIX
 from ..engine.refine import REFINER_PREFIX
 from ..engine.scoring import SCORER_PREFIX
 
@@ -60,8 +61,9 @@ HEAD_SIGNATURE = (
 )
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
-#: Also kept: our models' refiner and scorer (:mod:`napari_segany.engine.refine`, :mod:`napari_segany.engine.scoring`).
-_KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX, SCORER_PREFIX)
+#: Also kept: our models' refiner, scorer and instance head (:mod:`napari_segany.engine.refine`,
+#: :mod:`napari_segany.engine.scoring`, :mod:`napari_segany.engine.instance_head`).
+_KEPT_PARTS = _SAM_PARTS + (REFINER_PREFIX, SCORER_PREFIX, HEAD_PREFIX)
 
 
 class StateDict(dict):

@@ -20,12 +20,17 @@ from .checkpoint import (
     PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
 )
 from ..model import ModelInfo, Sam, build_sam
+from ..engine.instance_head import HEAD_PREFIX, build_instance_head
 from ..engine.refine import REFINER_PREFIX, build_refiner
 from ..engine.scoring import SCORER_PREFIX, build_scorer
 
 __all__ = ["load_model", "model_from_state_dict", "resolve_device"]
 
 _PATH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+#: Our models' extra nets: the model's attribute -> (key prefix of its weights, builder from its
+#: settings in ``config[attribute]``).
+EXTRA_PARTS = {"refiner": (REFINER_PREFIX, build_refiner), "scorer": (SCORER_PREFIX, build_scorer),
+               "instance_head": (HEAD_PREFIX, build_instance_head)}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -132,12 +137,12 @@ def model_from_state_dict(
     dev = resolve_device(device)
     if refiner is None:
         refiner = getattr(state_dict, "config", {}).get("refiner")
-    scorer = getattr(state_dict, "config", {}).get("scorer")
-    refiner_sd = {k[len(REFINER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(REFINER_PREFIX)}
-    scorer_sd = {k[len(SCORER_PREFIX):]: v for k, v in state_dict.items() if k.startswith(SCORER_PREFIX)}
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith((REFINER_PREFIX, SCORER_PREFIX))}
-    _check_finite({**state_dict, **{REFINER_PREFIX + k: v for k, v in refiner_sd.items()},
-                   **{SCORER_PREFIX + k: v for k, v in scorer_sd.items()}})
+    config = getattr(state_dict, "config", {})
+    parts = {name: (prefix, build, refiner if name == "refiner" else config.get(name),
+                    {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)})
+             for name, (prefix, build) in EXTRA_PARTS.items()}
+    _check_finite(state_dict)
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(tuple(p for p, _ in EXTRA_PARTS.values()))}
     model = _build_on_meta(arch, image_size)
     if model is not None:
         _check_keys(model, state_dict, arch)
@@ -150,15 +155,14 @@ def model_from_state_dict(
         model = build_sam(arch, image_size)
         _check_keys(model, state_dict, arch)
         _load(model, state_dict, arch, assign=False)
-    if refiner_sd:
-        model.refiner = _part("refiner", build_refiner, refiner, refiner_sd)
-    if scorer_sd:
-        model.scorer = _part("scorer", build_scorer, scorer, scorer_sd)
+    for name, (_, build, settings, weights) in parts.items():
+        if weights:
+            setattr(model, name, _part(name, build, settings, weights))
     return model.to(dev).eval()
 
 
 def _part(name: str, build, config: dict | None, state_dict: dict) -> torch.nn.Module:
-    """One of our models' extra nets (refiner, scorer) from its settings and weights."""
+    """One of our models' extra nets (:data:`EXTRA_PARTS`) from its settings and weights."""
     if config is None:
         raise ValueError(f"The checkpoint has {name} weights but no {name} settings in its config; "
                          "it is damaged or was written by another program: reinstall or re-export it.")
