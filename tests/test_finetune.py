@@ -200,3 +200,12 @@ def test_finetune_the_included_model_on_half_the_real_nuclei(nuclei2d):
     assert result.improved == (report.after["mean"] > report.before["mean"])
     assert report.steps == 40 and report.stopped == "steps" and 0 <= report.best_step <= 40
     assert result.path is None  # no output asked for
+    # the included model's instance head is tuned too, and kept only when its held-out seeds improved
+    head = report.head
+    assert head["steps"] == 150 and head["before"]["objects"] == head["after"]["objects"] > 0
+    assert head["kept"] == (head["after"]["f1"] > head["before"]["f1"])
+    base_head = sg.load_model().instance_head.state_dict()
+    same = all(torch.equal(v.float(), base_head[k].float())
+               for k, v in result.trained.instance_head.state_dict().items())
+    assert same != head["kept"]
+    assert ("the tuned head is kept" in str(report)) == head["kept"]

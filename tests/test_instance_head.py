@@ -13,18 +13,21 @@ import torch
 from torch import nn
 
 import napari_segany as sg
-from napari_segany.auto.grid import GridSettings, LowResFrame
-from napari_segany.auto.head import head_prompts, head_seeds
-from napari_segany.engine.instance_head import (HEAD_PREFIX, InstanceHead, build_instance_head, head_targets,
-                                                label_grid)
+from napari_segany.auto.grid import GridSettings
+from napari_segany.auto.head import head_prompts
+from napari_segany.engine.instance_head import (HEAD_PREFIX, InstanceHead, build_instance_head, head_seeds,
+                                                head_targets, seed_matches)
+from napari_segany.engine.low_res import LowResFrame, label_grid
+from napari_segany.engine.preprocess import Geometry
 from napari_segany.sample_data import load_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from automatic_metrics import match  # noqa: E402
 
 
-def _grid(labels: np.ndarray, n: int = 128) -> np.ndarray:
-    return label_grid(labels, n, n, (labels.shape[0] / n, labels.shape[1] / n), n)
+def _grid(labels: np.ndarray) -> np.ndarray:
+    """The labels on the included model's 128 x 128 grid, as it sees an image of their size."""
+    return label_grid(labels, LowResFrame(Geometry.for_image(labels.shape, 512, max_upscale=3.0), 128))
 
 
 def test_targets_and_seeds_of_the_real_nuclei_find_each_nucleus():
@@ -42,8 +45,10 @@ def test_targets_and_seeds_of_the_real_nuclei_find_each_nucleus():
     seeds_per = [len(np.unique(seeds[(grid == i) & (seeds > 0)])) for i in ids]
     assert min(seeds_per) == 1 and sum(s == 1 for s in seeds_per) >= 120
     assert all(len(np.unique(grid[seeds == k])) == 1 for k in range(1, seeds.max() + 1))
+    found, objects, n_seeds = seed_matches(seeds, grid)
+    assert objects == 125 and n_seeds == seeds.max() and found == sum(s == 1 for s in seeds_per)
 
-    padded = label_grid(labels[:, :256], 128, 64, (4.0, 4.0), 128)  # the image fills half the frame
+    padded = _grid(labels[:, :256])  # the image fills half the frame
     assert (padded[:, 64:] == -1).all() and (head_targets(padded)[2][:, 64:] == 0).all()
 
 
@@ -156,8 +161,6 @@ def test_head_mode_needs_a_head_and_auto_falls_back_to_the_grid(tiny_model, nucl
 
 def test_frame_of_a_padded_image():
     """The low-res frame of an image smaller than the model's frame covers only the image's cells."""
-    from napari_segany.engine.preprocess import Geometry
-
     frame = LowResFrame(Geometry.for_image((100, 50), 512, max_upscale=3.0), 128)
     assert (frame.rows, frame.cols) == (75, 38)
     assert frame.to_image == pytest.approx((100 / 75, 50 / 37.5), rel=0.02)

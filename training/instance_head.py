@@ -14,13 +14,13 @@ The model is frozen; its image embeddings are made as users get them (``load_mod
    nuclei and cells (the kinds whose objects one would count; MRI-like scenes are left out). The
    targets are the outermost objects (a cell, not the nucleus inside it), painted in the
    generator's order, sampled at the centres of the decoder's low-res grid
-   (:func:`~napari_segany.engine.instance_head.label_grid`); the last tenth of the scenes is held
+   (:func:`~napari_segany.engine.low_res.label_grid`); the last tenth of the scenes is held
    out.
 2. Training: ``--steps`` steps of AdamW (lr 2e-3, weight decay 1e-4, cosine to 0), 16 embeddings
    per step; loss: binary cross-entropy of the foreground plus that of the depth (soft targets),
    on the cells inside the image.
 3. Reported on the held-out scenes: the maps' errors, and how many objects the seeds
-   (:func:`napari_segany.auto.head.head_seeds`) find one to one (recall, precision at one seed
+   (:func:`napari_segany.engine.instance_head.head_seeds`) find one to one (recall, precision at one seed
    per object).
 4. The head's weights (float16) and settings are added to the model's file (``instance_head.*``
    keys, ``config["instance_head"]``), written atomically to ``--export``.
@@ -39,9 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany import Predictor
-from napari_segany.auto.grid import LowResFrame
-from napari_segany.auto.head import head_seeds
-from napari_segany.engine.instance_head import HEAD_PREFIX, InstanceHead, head_targets, label_grid
+from napari_segany.engine.instance_head import HEAD_PREFIX, InstanceHead, head_seeds, head_targets, seed_matches
+from napari_segany.engine.low_res import LowResFrame, label_grid
 
 from .stages import finish_stage, stage_parser, stage_scenes, start_stage
 from .synth import generate, scene_shape
@@ -70,10 +69,9 @@ def make_examples(predictor: Predictor, n_scenes: int, seed: int, scene: dict | 
         kind = str(rng.choice(KINDS, p=KIND_SHARES))
         sample = generate(rng, scene_shape(rng), kind=kind, **(scene or {}))
         emb = predictor.encode(sample.image, views=1)
-        frame = LowResFrame(emb.geometry, n)
         features.append(torch.from_numpy(emb.features).half())
-        grids.append(torch.from_numpy(label_grid(outermost_labels(sample), frame.rows, frame.cols,
-                                                 frame.to_image, n).astype(np.int32)))
+        grids.append(torch.from_numpy(label_grid(outermost_labels(sample), LowResFrame(emb.geometry, n))
+                                      .astype(np.int32)))
         if (i + 1) % 50 == 0:
             log(f"scenes {i + 1}/{n_scenes}: {time.perf_counter() - t0:.0f} s")
     return torch.stack(features), torch.stack(grids)
@@ -120,16 +118,8 @@ def held_out_report(net: InstanceHead, features, grids, all_targets) -> dict:
     fg_error = ((probs[:, 0] > 0.5) != (all_targets[:, 0] > 0.5))[valid].float().mean()
     inside = valid & (all_targets[:, 0] > 0.5)
     depth_error = (probs[:, 1] - all_targets[:, 1]).abs()[inside].mean()
-    objects = hits = seeds_total = 0
-    for p, g in zip(probs.numpy(), grids.numpy()):
-        seeds = head_seeds(p[0], p[1], g >= 0)
-        ids = [i for i in np.unique(g) if i > 0]
-        objects += len(ids)
-        seeds_total += int(seeds.max(initial=0))
-        under = [np.unique(g[seeds == s]) for s in range(1, int(seeds.max(initial=0)) + 1)]
-        owners = [int(u[u > 0][0]) for u in under if len(u[u > 0]) == 1]
-        counts = {i: owners.count(i) for i in set(owners)}
-        hits += sum(1 for c in counts.values() if c == 1)
+    hits, objects, seeds_total = np.sum([seed_matches(head_seeds(p[0], p[1], g >= 0), g)
+                                         for p, g in zip(probs.numpy(), grids.numpy())], axis=0).tolist()
     return {"foreground_error": round(float(fg_error), 4), "depth_mae": round(float(depth_error), 4),
             "objects": objects, "seeds": seeds_total, "recall": round(hits / max(objects, 1), 4),
             "precision": round(hits / max(seeds_total, 1), 4)}

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.low_res import LowResFrame
 from ..engine.outputs import ImageEmbedding
 from ..engine.predictor import Cancelled
 
@@ -206,26 +207,6 @@ def _next_batch(queue: list, size: int, frame: "LowResFrame", covered: np.ndarra
             continue
         batch.append(point)
     return batch, queue[i:], skipped
-
-
-class LowResFrame:
-    """Where the image lies in the decoder's low-res logits, and their cell size in image pixels."""
-
-    def __init__(self, geometry, n: int):
-        self.shape = (n, n)
-        if geometry.profile == "medsam":
-            self.rows, self.cols = n, n
-            self.to_image = (geometry.original_size[0] / n, geometry.original_size[1] / n)
-        else:
-            cell = geometry.model_size / n
-            self.rows = int(np.ceil(geometry.input_size[0] / cell))
-            self.cols = int(np.ceil(geometry.input_size[1] / cell))
-            self.to_image = (cell * geometry.original_size[0] / geometry.input_size[0],
-                             cell * geometry.original_size[1] / geometry.input_size[1])
-
-    def cell(self, point) -> tuple[int, int]:
-        return (min(self.rows - 1, int(point[0] / self.to_image[0])),
-                min(self.cols - 1, int(point[1] / self.to_image[1])))
 
 
 def judge(logits: np.ndarray, frame: LowResFrame, offset: float):

@@ -2,7 +2,7 @@
 
 The head (:mod:`napari_segany.engine.instance_head`) reads the embedding once and says where
 objects are (foreground) and how deep inside its object each low-res cell lies (depth). The cores
-of the objects, the connected parts of the foreground deeper than :data:`CORE`, are the seeds; a
+of the objects, the connected parts of the foreground deeper than one half, are the seeds; a
 watershed on the depth grows each seed over the foreground to its object's extent. Each object is
 then asked of the mask decoder once, with a box around its extent, and its answer is judged like a
 grid candidate (predicted IoU, stability) before the same NMS and painting as the grid's
@@ -21,41 +21,18 @@ from typing import Callable
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
 
-from .grid import Candidate, GridSettings, LowResFrame, judge
-from ..engine.instance_head import head_maps, label_grid
+from .grid import Candidate, GridSettings, judge
+from ..engine.instance_head import head_maps, head_regions, head_seeds
+from ..engine.low_res import LowResFrame, label_grid
 from ..engine.outputs import ImageEmbedding
 from ..engine.predictor import Cancelled
 
-#: Foreground probability above which a cell belongs to an object.
-FOREGROUND = 0.5
-#: Depth above which a foreground cell belongs to its object's core (a seed).
-CORE = 0.5
 #: With pixels already labelled ("segment the rest"), an object the head finds is not asked when at
 #: least this share of its extent is labelled: the object is there already, and asking again would
 #: add the unlabelled rim of it as an object of its own.
 TAKEN_SHARE = 0.5
 WITH_CLICK = True
-
-
-def head_seeds(foreground: np.ndarray, depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Seeds (int32, 1..K, 0 elsewhere) on the low-res grid: the 4-connected parts of the
-    foreground deeper than :data:`CORE`; ``valid`` (bool) marks the cells inside the image."""
-    core = (foreground > FOREGROUND) & (depth > CORE)
-    if valid is not None:
-        core &= valid
-    seeds, _ = ndimage.label(core)
-    return seeds.astype(np.int32)
-
-
-def head_regions(foreground: np.ndarray, depth: np.ndarray, seeds: np.ndarray,
-                 valid: np.ndarray | None = None) -> np.ndarray:
-    """Each seed grown over the foreground by a watershed on the depth (int32, as ``seeds``)."""
-    mask = foreground > FOREGROUND
-    if valid is not None:
-        mask &= valid
-    return watershed(-depth, seeds, mask=mask | (seeds > 0)).astype(np.int32)
 
 
 def head_prompts(predictor, embedding: ImageEmbedding, taken: np.ndarray | None = None
@@ -73,8 +50,7 @@ def head_prompts(predictor, embedding: ImageEmbedding, taken: np.ndarray | None 
     regions = head_regions(foreground, depth, seeds, valid)
     sy, sx = frame.to_image
     h, w = embedding.original_size
-    n = foreground.shape[0]
-    on_taken = None if taken is None else label_grid(np.asarray(taken, np.uint8), frame.rows, frame.cols, frame.to_image, n) > 0
+    on_taken = None if taken is None else label_grid(np.asarray(taken, np.uint8), frame) > 0
     points, boxes = [], []
     for i, box in enumerate(ndimage.find_objects(regions), start=1):
         if box is None:

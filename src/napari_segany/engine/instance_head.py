@@ -23,12 +23,17 @@ import itertools
 import numpy as np
 import torch
 from scipy import ndimage
+from skimage.segmentation import watershed
 from torch import nn
 
 #: Key prefix of a head's weights in our checkpoints (its settings: ``config["instance_head"]``).
 HEAD_PREFIX = "instance_head."
 #: The maps the head predicts, in channel order.
 MAPS = ("foreground", "depth")
+#: Foreground probability above which a cell belongs to an object.
+FOREGROUND = 0.5
+#: Depth above which a foreground cell belongs to its object's core (a seed).
+CORE = 0.5
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -85,19 +90,9 @@ def head_maps(head: InstanceHead, features: np.ndarray) -> tuple[np.ndarray, np.
     return out[0], out[1]
 
 
-def label_grid(labels: np.ndarray, rows: int, cols: int, to_image: tuple[float, float], n: int) -> np.ndarray:
-    """The object id under the centre of each cell of the n x n low-res grid (0: background), -1
-    in cells outside the image (the frame's padding); ``rows`` x ``cols`` cells cover the image,
-    each ``to_image`` image pixels tall and wide."""
-    out = np.full((n, n), -1, np.int64)
-    ys = np.minimum(((np.arange(rows) + 0.5) * to_image[0]).astype(int), labels.shape[0] - 1)
-    xs = np.minimum(((np.arange(cols) + 0.5) * to_image[1]).astype(int), labels.shape[1] - 1)
-    out[:rows, :cols] = labels[np.ix_(ys, xs)]
-    return out
-
-
 def head_targets(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(foreground, depth, valid) float32 targets of the maps from a :func:`label_grid`: depth is
+    """(foreground, depth, valid) float32 targets of the maps from a
+    :func:`~napari_segany.engine.low_res.label_grid` of an image's labels: depth is
     each cell's distance to its object's boundary (background and other objects alike) over the
     largest in that object; cells outside the image are not valid."""
     valid = grid >= 0
@@ -112,3 +107,39 @@ def head_targets(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         dist = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
         depth[box][inside] = (dist[inside] / dist.max()).astype(np.float32)
     return fg, depth, valid.astype(np.float32)
+
+
+def head_seeds(foreground: np.ndarray, depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Seeds (int32, 1..K, 0 elsewhere) on the low-res grid: the 4-connected parts of the
+    foreground deeper than :data:`CORE`; ``valid`` (bool) marks the cells inside the image."""
+    core = (foreground > FOREGROUND) & (depth > CORE)
+    if valid is not None:
+        core &= valid
+    seeds, _ = ndimage.label(core)
+    return seeds.astype(np.int32)
+
+
+def head_regions(foreground: np.ndarray, depth: np.ndarray, seeds: np.ndarray,
+                 valid: np.ndarray | None = None) -> np.ndarray:
+    """Each seed grown over the foreground by a watershed on the depth (int32, as ``seeds``)."""
+    mask = foreground > FOREGROUND
+    if valid is not None:
+        mask &= valid
+    return watershed(-depth, seeds, mask=mask | (seeds > 0)).astype(np.int32)
+
+
+def seed_matches(seeds: np.ndarray, grid: np.ndarray) -> tuple[int, int, int]:
+    """(objects found by exactly one seed that covers no other object, objects, seeds) of
+    :func:`head_seeds` against a :func:`~napari_segany.engine.low_res.label_grid` of the truth:
+    recall and precision of the seeds one to one."""
+    objects = int(np.count_nonzero(np.unique(grid) > 0))
+    owners = []
+    for box_i, box in enumerate(ndimage.find_objects(seeds), start=1):
+        if box is None:
+            continue
+        under = np.unique(grid[box][seeds[box] == box_i])
+        under = under[under > 0]
+        if len(under) == 1:
+            owners.append(int(under[0]))
+    found = sum(1 for i in set(owners) if owners.count(i) == 1)
+    return found, objects, int(seeds.max(initial=0))

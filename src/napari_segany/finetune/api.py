@@ -19,6 +19,7 @@ from ..volume import EmbeddingStore
 from . import save as saving
 from .data import Split, split
 from .loop import HeldOut, Prepared, Settings, step_loss, trainable, train
+from .head import tune_head
 from .report import Report, evaluate
 
 #: Seconds kept free at the end of a time budget for saving and slack.
@@ -186,6 +187,7 @@ def finetune(model, pairs, output=None, *, axis: int = 0, held_out: float = 0.25
         deadline = t0 + 60.0 * float(max_minutes) - 1.2 * (t_before - t_embed) - MARGIN_S
     log = train(trained, train_set, HeldOut(held_set), settings, steps=steps, deadline=deadline, seed=seed,
                 progress=progress, should_stop=should_stop)
+    head = tune_head(trained, train_set, held_set, seed=seed, should_stop=should_stop)
     t_train = time.monotonic()
     if progress is not None:
         progress("after", 0, 1)
@@ -197,7 +199,7 @@ def finetune(model, pairs, output=None, *, axis: int = 0, held_out: float = 0.25
                     log.steps, log.best_step, log.stopped,
                     {"embeddings": round(t_embed - t0, 2), "report_before": round(t_before - t_embed, 2),
                      "training": round(t_train - t_before, 2), "report_after": round(t_after - t_train, 2)},
-                    log.history)
+                    log.history, head)
     improved = report.improved
     written = None
     if path is not None and (improved or save == "always"):

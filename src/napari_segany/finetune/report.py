@@ -70,6 +70,8 @@ class Report:
     stopped: str
     seconds: dict
     history: list
+    #: The instance head's fine-tuning (:func:`napari_segany.finetune.head.tune_head`), None without one.
+    head: dict | None = None
 
     @property
     def improved(self) -> bool:
@@ -79,7 +81,8 @@ class Report:
         return {"before": self.before, "after": self.after, "improved": self.improved, "data": self.data,
                 "settings": self.settings, "steps": self.steps, "best_step": self.best_step,
                 "stopped": self.stopped, "seconds": self.seconds,
-                "history": [[int(s), {k: round(v, 4) for k, v in sc.items()}] for s, sc in self.history]}
+                "history": [[int(s), {k: round(v, 4) for k, v in sc.items()}] for s, sc in self.history],
+                "instance_head": self.head}
 
     def __str__(self) -> str:
         n = self.after.get("objects", 0)
@@ -90,6 +93,11 @@ class Report:
                "cancelled": "cancelled", "interrupted": "interrupted (Ctrl+C)"}.get(self.stopped, self.stopped)
         lines.append(f"{self.steps} steps ({why}); best weights at step {self.best_step}; "
                      f"{sum(self.seconds.values()):.0f} s in all.")
+        if self.head is not None:
+            hb, ha = self.head["before"], self.head["after"]
+            lines.append(f"Instance head (segment everything): its seeds found {hb['recall']:.0%} of the held-out "
+                         f"objects one to one before, {ha['recall']:.0%} after (F1 {hb['f1']:.3f} -> {ha['f1']:.3f}); "
+                         + ("the tuned head is kept." if self.head["kept"] else "the head stays as it was."))
         lines.append("Improved on the held-out objects." if self.improved else
                      "NOT improved on the held-out objects: keep using the original model.")
         return "\n".join(lines)
