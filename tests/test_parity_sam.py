@@ -120,7 +120,9 @@ def test_resize_path_close_to_reference(reference_checkpoint, nuclei2d):
 @pytest.mark.parametrize("arch", ["vit_l", "vit_h"])
 def test_large_encoders_match_reference(arch):
     """vit_l / vit_h: the reference schema loads strictly at full size (on the
-    meta device, no memory), and the encoder math agrees at a small input size."""
+    meta device, no memory); the encoder math agrees at a small input size for
+    vit_l (vit_h runs the same code with other sizes, and making its 630 M random
+    weights twice took 20 s of the suite)."""
     from reference_models import reference_vit_encoder
 
     from napari_segany.model import build_sam
@@ -135,6 +137,8 @@ def test_large_encoders_match_reference(arch):
     ref_shapes = {k: v.shape for k, v in ref_full.state_dict().items()}
     our_shapes = {k: v.shape for k, v in ours_full.state_dict().items()}
     assert ref_shapes == our_shapes
+    if arch == "vit_h":
+        return
 
     ref = reference_vit_encoder(arch, image_size=256)
     dim, depth, heads, glob = VIT_CONFIGS[arch]

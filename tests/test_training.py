@@ -371,11 +371,11 @@ def test_two_stage_training_exports_a_model_with_its_refiner(tmp_path, capsys):
 
     out, shipped = tmp_path / "smoke.pt", tmp_path / "shipped.pt"
     assert main(["--out", str(out), "--steps", "2", "--threads", "1", "--objects", "4", "--iters", "2",
-                 "--export", str(shipped), "--refiner", "--refiner-scenes", "3", "--refiner-steps", "100"]) == 0
-    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"step": 100,')]
+                 "--export", str(shipped), "--refiner", "--refiner-scenes", "3", "--refiner-steps", "50"]) == 0
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"step": 50,')]
     assert logs and logs[-1]["loss"] < logs[-1]["unrefined"]
     config = torch.load(shipped, map_location="cpu", weights_only=True)["config"]
-    assert config["refiner"]["training"]["scenes"] == 3 and config["refiner"]["training"]["steps"] == 100
+    assert config["refiner"]["training"]["scenes"] == 3 and config["refiner"]["training"]["steps"] == 50
     model = load_model(shipped, device="cpu")
     assert isinstance(model.refiner, MaskRefiner) and model.refiner.dilations == (2, 4, 8)
 
