@@ -428,6 +428,32 @@ def test_third_stage_exports_the_model_with_its_candidate_scorer(tmp_path, capsy
     assert isinstance(loaded.scorer, CandidateScorer) and loaded.refiner is None
 
 
+def test_instance_head_stage_exports_the_model_with_its_head(tmp_path, capsys):
+    """``training.instance_head``: embeddings of generated scenes made by the frozen model, the
+    head trained on their outermost objects and added to a copy of the model's file, which loads
+    with the head and with the rest of the file unchanged."""
+    from napari_segany.cli.benchmark import randomise_weights
+    from napari_segany.engine.instance_head import InstanceHead
+    from napari_segany.model import build_sam
+    from napari_segany.weights.load import load_model
+    from training.instance_head import main
+
+    model = build_sam("vit_t", 512)
+    randomise_weights(model, seed=0)
+    source, headed = tmp_path / "model.pt", tmp_path / "headed.pt"
+    torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": 512, "name": "smoke"}}, source)
+    assert main(["--model", str(source), "--export", str(headed), "--scenes", "4", "--steps", "2",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert '"step": 2' in out and "4 scenes encoded" in out and '"held_out"' in out
+    config = torch.load(headed, map_location="cpu", weights_only=True)["config"]
+    assert config["instance_head"]["training"]["steps"] == 2 and "recall" in config["instance_head"]["training"]["held_out"]
+    loaded = load_model(headed, device="cpu")
+    assert isinstance(loaded.instance_head, InstanceHead) and loaded.refiner is None
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def test_validation_numbers_are_means_over_generated_scenes(tiny_model):
     """``training.validate`` on one scene of each kind: every number is a mean IoU in [0, 1] and
     the summaries are the means they say they are."""

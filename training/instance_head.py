@@ -42,7 +42,7 @@ from napari_segany import Predictor
 from napari_segany.engine.instance_head import HEAD_PREFIX, InstanceHead, head_seeds, head_targets, seed_matches
 from napari_segany.engine.low_res import LowResFrame, label_grid
 
-from .stages import finish_stage, stage_parser, stage_scenes, start_stage
+from .stages import cosine_steps, finish_stage, stage_parser, stage_scenes, start_stage
 from .synth import generate, scene_shape
 
 SEED_OFFSET = 5_000_000
@@ -94,20 +94,12 @@ def train_head(features, all_targets, steps: int, seed: int, lr: float = 2e-3, l
     gen = torch.Generator().manual_seed(seed)
     net = InstanceHead(in_channels=features.shape[1])
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    recent = []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+
+    def step_loss():
         idx = torch.randint(n, (PER_STEP,), generator=gen)
-        loss = head_loss(net(features[idx].float()), all_targets[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        recent.append(float(loss.detach()))
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            log(json.dumps({"step": step + 1, "loss": round(float(np.mean(recent)), 4)}))
-            recent = []
-    return net.eval()
+        return head_loss(net(features[idx].float()), all_targets[idx])
+
+    return cosine_steps(net, opt, steps, lr, step_loss, log, every=100)
 
 
 def held_out_report(net: InstanceHead, features, grids, all_targets) -> dict:
@@ -118,8 +110,8 @@ def held_out_report(net: InstanceHead, features, grids, all_targets) -> dict:
     fg_error = ((probs[:, 0] > 0.5) != (all_targets[:, 0] > 0.5))[valid].float().mean()
     inside = valid & (all_targets[:, 0] > 0.5)
     depth_error = (probs[:, 1] - all_targets[:, 1]).abs()[inside].mean()
-    hits, objects, seeds_total = np.sum([seed_matches(head_seeds(p[0], p[1], g >= 0), g)
-                                         for p, g in zip(probs.numpy(), grids.numpy())], axis=0).tolist()
+    counts = [seed_matches(head_seeds(p[0], p[1], g >= 0), g) for p, g in zip(probs.numpy(), grids.numpy())]
+    hits, objects, seeds_total = (int(sum(c[i] for c in counts)) for i in range(3))
     return {"foreground_error": round(float(fg_error), 4), "depth_mae": round(float(depth_error), 4),
             "objects": objects, "seeds": seeds_total, "recall": round(hits / max(objects, 1), 4),
             "precision": round(hits / max(seeds_total, 1), 4)}
@@ -137,7 +129,7 @@ def main(argv=None) -> int:
     scene = stage_scenes(args)
     features, grids = make_examples(Predictor(model), args.scenes, args.seed, scene, log=log)
     all_targets = targets(grids)
-    split = max(1, int(round(len(features) * (1 - HELD_OUT))))
+    split = max(1, min(len(features) - 1, int(round(len(features) * (1 - HELD_OUT)))))  # at least one held out
     log(f"{args.scenes} scenes encoded in {time.perf_counter() - started:.0f} s")
     net = train_head(features[:split], all_targets[:split], args.steps, args.seed, log=log)
     report = held_out_report(net, features[split:], grids[split:], all_targets[split:])

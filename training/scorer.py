@@ -29,7 +29,6 @@ Scenes, clicks, batches and initial weights depend only on ``--seed``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -46,7 +45,7 @@ from napari_segany.engine.zoom import ZoomPredictor
 from .evaluate import iou
 from .prompts import farthest_interior_point, random_point
 from .synth import generate, scene_shape
-from .stages import finish_stage, stage_parser, stage_scenes, start_stage
+from .stages import cosine_steps, finish_stage, stage_parser, stage_scenes, start_stage
 
 SEED_OFFSET = 4_000_000
 OBJECTS_PER_SCENE = 12
@@ -95,10 +94,8 @@ def train_scorer(examples, steps: int, seed: int, lr: float = 2e-3, log=print) -
     gen = torch.Generator().manual_seed(seed)
     net = CandidateScorer()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    recent = []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+
+    def step_loss():
         idx = torch.randint(n, (CLICKS_PER_STEP,), generator=gen)
         x = images[idx].float().reshape(-1, *images.shape[2:])
         flips = torch.rand(3, generator=gen) < 0.5  # the scorer should not care about orientation
@@ -106,15 +103,9 @@ def train_scorer(examples, steps: int, seed: int, lr: float = 2e-3, log=print) -
         x = x.flip(-2) if flips[1] else x
         x = x.transpose(-1, -2) if flips[2] else x
         predicted = net(x, scalars[idx].reshape(-1, scalars.shape[-1])).view(-1, k)
-        loss = scorer_loss(predicted, ious[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        recent.append(float(loss.detach()))
-        if (step + 1) % 250 == 0 or step + 1 == steps:
-            log(json.dumps({"step": step + 1, "loss": round(float(np.mean(recent)), 4)}))
-            recent = []
-    return net.eval()
+        return scorer_loss(predicted, ious[idx])
+
+    return cosine_steps(net, opt, steps, lr, step_loss, log, every=250)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,5 +1,5 @@
-"""What the later training stages (the boundary refiner, the candidate scorer) share: their
-command line and how each adds its net to the model's file."""
+"""What the later training stages (the boundary refiner, the candidate scorer, the instance head)
+share: their command line, their optimiser loop, and how each adds its net to the model's file."""
 
 from __future__ import annotations
 
@@ -88,3 +88,27 @@ def finish_stage(args: argparse.Namespace, net: torch.nn.Module, prefix: str, pa
     digest = export_part(args.model, prefix, part, net, args.export, training)
     print(f"{part} trained in {seconds:.0f} s; exported {args.export}, sha256 {digest}", flush=True)
     return 0
+
+
+def cosine_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, lr: float, step_loss, log,
+                 every: int) -> torch.nn.Module:
+    """``steps`` optimiser steps on ``step_loss()`` (a fresh batch's loss each call) with the
+    learning rate on a cosine from ``lr`` to 0, logging the mean loss every ``every`` steps and at
+    the end; returns ``net`` in eval mode."""
+    import json
+
+    import numpy as np
+
+    recent = []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        recent.append(float(loss.detach()))
+        if (step + 1) % every == 0 or step + 1 == steps:
+            log(json.dumps({"step": step + 1, "loss": round(float(np.mean(recent)), 4)}))
+            recent = []
+    return net.eval()
