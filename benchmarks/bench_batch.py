@@ -142,7 +142,7 @@ def main() -> int:
     n = args.images
     res = {
         "date": date.today().isoformat(), "cpu": cpu_info(), "commit": _git(), "images": n, "size": [512, 512],
-        "model": "segany_vit_t_512 (included), default GridSettings", "precision_env": _precision(),
+        "model": "segany_vit_t_512 (included), default GridSettings (head mode since 2026-12-07)", "precision_env": _precision(),
         "single": {"wall_s": one["wall_s"], "threads": one["threads"], "images_per_s": round(n / one["wall_s"], 4),
                    "statuses": sorted({r["status"] for r in one["results"]})},
         "cluster": {"wall_s": many["wall_s"], "start_s": many["start_s"], "workers": many["workers"],
