@@ -25,12 +25,15 @@ def _check_table(out, axis=0):
         assert row["first_slice"] <= row["found_on_slice"] <= row["last_slice"]
 
 
-def test_objects_keep_one_id_through_the_slices(shipped_model, crop):
+@pytest.mark.parametrize("settings", [sg.GridSettings(points_per_side=8), sg.GridSettings(mode="head")],
+                         ids=["grid", "head"])
+def test_objects_keep_one_id_through_the_slices(shipped_model, crop, settings):
+    """Grid and head mode (the included model's default): nuclei followed through the slices keep
+    one id, and segmenting the rest keeps what is drawn."""
     volume, truth = crop
     predictor = sg.Predictor(shipped_model, precision="fp32")
     seen = []
-    out = sg.segment_volume(predictor, volume, settings=sg.GridSettings(points_per_side=8),
-                            progress=lambda d, t: seen.append((d, t)))
+    out = sg.segment_volume(predictor, volume, settings=settings, progress=lambda d, t: seen.append((d, t)))
     assert out.labels.shape == volume.shape and out.labels.dtype == np.uint32
     assert seen[-1] == (6, 6)
     _check_table(out)
@@ -44,7 +47,7 @@ def test_objects_keep_one_id_through_the_slices(shipped_model, crop):
             mine[row["first_slice"]]][truth[row["first_slice"]][mine[row["first_slice"]]] > 0]).argmax()
     # segment the rest: the objects drawn keep their voxels and ids, new ones count on above them
     existing = np.where(truth == np.unique(truth)[1], 900, 0).astype(np.uint16)
-    again = sg.segment_volume(predictor, volume, settings=sg.GridSettings(points_per_side=8), existing=existing)
+    again = sg.segment_volume(predictor, volume, settings=settings, existing=existing)
     np.testing.assert_array_equal(again.labels[existing > 0], 900)
     assert again.new_ids and min(again.new_ids) == 901
     _check_table(again)
