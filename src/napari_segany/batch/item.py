@@ -46,6 +46,9 @@ class AutoOptions:
     overwrite: bool = False
     block_slices: int | None = None
     block_overlap: int = 4
+    #: For ``propagate`` over many volumes: what :func:`napari_segany.propagate` takes beyond the
+    #: volume and its seeds (iou_threshold, area_change, spacing, zoom).
+    propagation: dict = field(default_factory=dict)
 
     @property
     def model_key(self) -> tuple:

@@ -97,6 +97,14 @@ def embed_task(source: Path, cache: Path, options: AutoOptions) -> dict:
                                                                         compute=compute))
 
 
+def propagate_task(job, options: AutoOptions) -> dict:
+    """One volume's drawn objects propagated on this worker
+    (:func:`~napari_segany.batch.propagate.propagate_volume`)."""
+    from .propagate import propagate_volume
+
+    return _with_model(options, lambda predictor, compute: propagate_volume(job, options, predictor, compute=compute))
+
+
 def window_task(source: Path, options: AutoOptions) -> dict:
     """The intensity window of a volume segmented in blocks (the whole volume's)."""
     return _with_model(options, lambda predictor, compute: {"window": volume_window_of(source, options, predictor)})

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from . import args as cli_args
+from ..batch.propagate import SEEDS_SUFFIX
 
 
 def register(sub) -> None:
@@ -28,13 +29,25 @@ def register(sub) -> None:
     e.set_defaults(func=run_embed)
 
     p = sub.add_parser(
-        "propagate", help="segment an object on one slice and propagate it through the volume",
-        description="Segment one object on slice Z from point/box prompts, propagate it through the volume "
-        "along --axis, and write the labels as a TIFF of the volume's shape.",
+        "propagate", help="propagate objects through volumes: one prompted on a slice, or those drawn in a "
+        "seeds file per volume",
+        description="One volume: segment an object on slice Z from point/box prompts, propagate it along "
+        "--axis and write the labels (-o). Many volumes (--output-dir): each VOLUME comes with "
+        "<name>_seeds.tif beside it, a labels volume of its shape with objects drawn on one or more "
+        "slices; every object is propagated from the slices where it is drawn, into DIR/<name>_labels.tif "
+        "(resumable: existing outputs are skipped; a volume that fails is reported and the others go on).",
     )
-    p.add_argument("volume", help="volume TIFF (Z, Y, X) or (Z, Y, X, C)")
-    p.add_argument("-o", "--output", required=True, help="output label TIFF")
-    p.add_argument("--slice", type=int, required=True, metavar="Z", help="index of the prompted slice along --axis")
+    p.add_argument("volumes", nargs="+", metavar="VOLUME",
+                   help="volume TIFF (Z, Y, X) or (Z, Y, X, C); with --output-dir also zarr arrays, OME-Zarr "
+                   "images, folders of them or quoted patterns such as 'stacks/*.tif'")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", help="output label TIFF (one volume, prompted with --slice and "
+                       "--point/--box)")
+    where.add_argument("--output-dir", "-d", metavar="DIR",
+                       help="folder for <name>_labels.tif of each volume, propagated from its seeds file")
+    p.add_argument("--seeds-suffix", default=SEEDS_SUFFIX, metavar="SUFFIX",
+                   help=f"with --output-dir: a volume's seeds are <name>SUFFIX.tif beside it (default {SEEDS_SUFFIX})")
+    p.add_argument("--slice", type=int, default=None, metavar="Z", help="index of the prompted slice along --axis")
     p.add_argument("--point", action="append", type=cli_args.point, default=[], metavar="ROW,COL[,LABEL]",
                    help="a prompt point on that slice; LABEL 1 (default) foreground, 0 background; repeatable")
     p.add_argument("--box", type=cli_args.box, metavar="R0,C0,R1,C1", help="a box prompt on that slice")
@@ -53,6 +66,7 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     _common(p)
+    cli_args.add_cluster_options(p, "volume (with --output-dir)")
     p.set_defaults(func=run_propagate)
 
 
@@ -107,6 +121,59 @@ def _embedded(result: dict, bar, many: bool) -> None:
 
 
 def run_propagate(args: argparse.Namespace) -> int:
+    if args.output_dir is not None:
+        return run_propagate_many(args)
+    if (args.cluster, args.scheduler) != (None, None):
+        raise ValueError("--cluster and --scheduler propagate many volumes from their seeds files; use them with "
+                         "--output-dir DIR")
+    if len(args.volumes) != 1:
+        raise ValueError(f"{len(args.volumes)} volumes were given with -o, which names one output; to propagate "
+                         "the objects drawn in each volume's seeds file use --output-dir DIR")
+    if args.slice is None:
+        raise ValueError("give the prompted slice with --slice Z (and --point or --box on it)")
+    args.volume = args.volumes[0]
+    return run_propagate_one(args)
+
+
+def run_propagate_many(args: argparse.Namespace) -> int:
+    from ..batch import AutoOptions, plan_propagations, run_propagations
+    from ..batch.inputs import expand_inputs
+
+    if args.slice is not None or args.point or args.box is not None or args.label_id != 1:
+        raise ValueError("with --output-dir the objects come from each volume's seeds file, with their ids; leave "
+                         "out --slice, --point, --box and --label-id (they prompt one volume, with -o)")
+    if args.cache is not None:
+        raise ValueError("--cache is for one volume (with -o); with --output-dir each volume is embedded as it "
+                         "is propagated (napari-segany embed fills caches for many volumes)")
+    jobs = plan_propagations(expand_inputs(args.volumes), args.output_dir, seeds_suffix=args.seeds_suffix)
+    options = AutoOptions(model=args.model, device=args.device, precision=args.precision, regions=args.regions,
+                          axis=args.axis, channel=args.channel, contrast_limits=args.contrast_limits,
+                          overwrite=args.overwrite,
+                          propagation={"iou_threshold": args.iou_threshold, "area_change": args.area_change,
+                                       "spacing": args.spacing, "zoom": not args.no_zoom})
+    with cli_args.client_for(args) as client:
+        results, model = run_propagations(jobs, options, client=client, report=cli_args.note,
+                                          on_result=lambda result, bar: _propagated(result, bar, args.json))
+    failed = sum(r["status"] == "failed" for r in results)
+    if args.json:
+        print(json.dumps({"model": None if model is None else model[0], "volumes": results,
+                          "propagated": sum(r["status"] == "propagated" for r in results),
+                          "skipped": sum(r["status"] == "skipped" for r in results), "failed": failed}))
+    elif failed:
+        cli_args.note(f"error: {failed} of {len(results)} volumes failed (see above)")
+    return 1 if failed else 0
+
+
+def _propagated(result: dict, bar, quiet: bool) -> None:
+    if result["status"] == "failed":
+        bar.write(f"error: {result['error']}", file=sys.stderr)
+    elif not quiet:
+        bar.write(f"{result['path']}: " + (f"{result['objects']} objects propagated into {result['output']}"
+                                           if result["status"] == "propagated" else
+                                           f"skipped, {result['output']} exists (--overwrite redoes it)"))
+
+
+def run_propagate_one(args: argparse.Namespace) -> int:
     from ..files import read_image, write_labels
     from ..volume import propagate
 
