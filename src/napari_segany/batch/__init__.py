@@ -13,10 +13,10 @@ runs them all, and :mod:`.worker` is what runs on a dask worker (it needs ``dist
 else here does).
 """
 
-from .cluster import connect, local_workers, run_auto, run_embed, run_jobs
+from .cluster import connect, local_workers, run_auto, run_embed, run_jobs, run_propagations
 from .embed import plan_caches
 from .item import AutoOptions
-from .propagate import plan_propagations, run_propagations
+from .propagate import plan_propagations
 
 __all__ = ["AutoOptions", "connect", "local_workers", "plan_caches", "plan_propagations", "run_auto", "run_embed",
            "run_jobs", "run_propagations"]

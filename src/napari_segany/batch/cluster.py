@@ -1,5 +1,5 @@
-"""Running ``auto`` over many inputs: in this process, or as one task per input on a dask
-cluster (a ``LocalCluster`` on this machine, or any scheduler started elsewhere). Inputs whose
+"""Running ``auto``, ``embed`` and ``propagate`` over many inputs: in this process, or as one task
+per input on a dask cluster (a ``LocalCluster`` on this machine, or any scheduler started elsewhere). Inputs whose
 outputs are complete are skipped before anything is submitted; a failing input is reported and
 the others go on; a progress bar follows the inputs as they finish."""
 
@@ -19,6 +19,7 @@ from .environ import worker_environ
 from .inputs import expand_inputs, input_shape, kind_of
 from .item import AutoOptions, ModelUnavailable, failed, load_predictor, segment_item
 from .outputs import DONE, Job, count_rows, plan_jobs, state
+from .propagate import Propagation, propagate_volume
 
 INSTALL = ("running on a dask cluster needs dask.distributed, which is not installed; install it with "
            "pip install 'napari-segany[cluster]' (or pip install distributed), or leave out --cluster and "
@@ -167,17 +168,9 @@ def run_embed(volumes: list[tuple[Path, Path]], options: AutoOptions, *, client=
     one task per volume on ``client``. Returns as :func:`run_jobs` does; each result has
     ``status`` "embedded" or "failed" (with its ``error``), ``slices``, ``computed``, ``cached``
     (already there), ``recomputed`` (damaged), the ``cache`` folder and its size in ``mib``."""
-    from tqdm import tqdm
-
     def here(i, predictor):
         source, cache = volumes[i]
-        one = len(volumes) == 1
-        with tqdm(total=None, unit="slice", desc="embedding" if one else source.name, leave=one,
-                  disable=not progress) as bar:
-            def advance(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
+        with _slice_bar(source.name if len(volumes) > 1 else None, "embedding", progress) as advance:
             return embed_volume(source, cache, options, predictor, progress=advance)
 
     def remote(i):
@@ -191,6 +184,47 @@ def run_embed(volumes: list[tuple[Path, Path]], options: AutoOptions, *, client=
 
     return execute([v[0] for v in volumes], options, here=here, remote=remote, blank=blank, client=client,
                    progress=progress, on_result=on_result, report=report, unit="volume", desc="embed")
+
+
+def run_propagations(jobs: list[Propagation], options: AutoOptions, *, client=None, progress: bool = True,
+                     on_result=None, report=None) -> tuple[list[dict], tuple[str, str] | None]:
+    """Propagate each job's objects: in this process, or one task per volume on ``client``
+    (a worker loads the model once). Returns as :func:`~napari_segany.batch.cluster.run_jobs` does;
+    each result has ``status`` "propagated", "skipped" (its output exists) or "failed" (with its
+    ``error``), the number of ``objects`` and the slices each ``reached`` (first, last)."""
+    def here(i, predictor):
+        with _slice_bar(jobs[i].source.name if len(jobs) > 1 else None, "propagating", progress) as advance:
+            return propagate_volume(jobs[i], options, predictor, progress=advance)
+
+    def remote(i):
+        from .worker import propagate_task
+
+        job = jobs[i]
+        if job.output.exists() and not options.overwrite:
+            return dict(blank(i), status="skipped")
+        full = Propagation(*(Path(os.path.abspath(p)) for p in (job.source, job.seeds, job.output)))
+        return propagate_task, (full, _sent(options))
+
+    def blank(i):
+        return {"path": str(jobs[i].source), "seeds": str(jobs[i].seeds), "output": str(jobs[i].output),
+                "status": "failed", "objects": None, "reached": None, "seconds": 0.0}
+
+    return execute([j.source for j in jobs], options, here=here, remote=remote, blank=blank, client=client,
+                   progress=progress, on_result=on_result, report=report, unit="volume", desc="propagate")
+
+
+@contextlib.contextmanager
+def _slice_bar(name: str | None, alone: str, progress: bool):
+    """A progress bar over one volume's slices (named ``name`` among many, kept when ``alone``);
+    yields its ``advance(done, total)``."""
+    from tqdm import tqdm
+
+    with tqdm(total=None, unit="slice", desc=name or alone, leave=name is None, disable=not progress) as bar:
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield advance
 
 
 def execute(sources: list[Path], options: AutoOptions, *, here, remote, blank, client=None, progress: bool = True,
