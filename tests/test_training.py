@@ -405,19 +405,27 @@ def test_refiner_windows_are_batched_without_the_padding_counting():
     assert {int(v.sum()) for v in valid} == {40 * 70, WINDOW * WINDOW}
 
 
+def _random_model_file(folder):
+    """(a vit_t model at 512 px with seeded random weights, its file in our format, named "smoke")."""
+    from napari_segany.cli.benchmark import randomise_weights
+    from napari_segany.model import build_sam
+
+    model = build_sam("vit_t", 512)
+    randomise_weights(model, seed=0)
+    path = folder / "model.pt"
+    torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": 512, "name": "smoke"}}, path)
+    return model, path
+
+
 def test_third_stage_exports_the_model_with_its_candidate_scorer(tmp_path, capsys):
     """``training.scorer``: clicks on generated scenes answered by the model as served, the
     scorer trained on their candidates and added to a copy of the model's file, which loads."""
-    from napari_segany.cli.benchmark import randomise_weights
-    from napari_segany.model import build_sam
     from napari_segany.engine.scoring import CandidateScorer
     from napari_segany.weights.load import load_model
     from training.scorer import main
 
-    model = build_sam("vit_t", 512)
-    randomise_weights(model, seed=0)
-    source, scored = tmp_path / "model.pt", tmp_path / "scored.pt"
-    torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": 512, "name": "smoke"}}, source)
+    _, source = _random_model_file(tmp_path)
+    scored = tmp_path / "scored.pt"
     assert main(["--model", str(source), "--export", str(scored), "--scenes", "1", "--steps", "2",
                  "--threads", "1"]) == 0
     out = capsys.readouterr().out
@@ -432,16 +440,12 @@ def test_instance_head_stage_exports_the_model_with_its_head(tmp_path, capsys):
     """``training.instance_head``: embeddings of generated scenes made by the frozen model, the
     head trained on their outermost objects and added to a copy of the model's file, which loads
     with the head and with the rest of the file unchanged."""
-    from napari_segany.cli.benchmark import randomise_weights
     from napari_segany.engine.instance_head import InstanceHead
-    from napari_segany.model import build_sam
     from napari_segany.weights.load import load_model
     from training.instance_head import main
 
-    model = build_sam("vit_t", 512)
-    randomise_weights(model, seed=0)
-    source, headed = tmp_path / "model.pt", tmp_path / "headed.pt"
-    torch.save({"model": model.state_dict(), "config": {"arch": "vit_t", "image_size": 512, "name": "smoke"}}, source)
+    model, source = _random_model_file(tmp_path)
+    headed = tmp_path / "headed.pt"
     assert main(["--model", str(source), "--export", str(headed), "--scenes", "4", "--steps", "2",
                  "--threads", "1"]) == 0
     out = capsys.readouterr().out
