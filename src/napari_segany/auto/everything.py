@@ -1,7 +1,7 @@
 """Segment everything: every object of a 2D image as a label image, for any model.
 
 Candidates come from a grid of point prompts (:mod:`.grid`) or, for a model with an instance head,
-from one box and click per object the head finds (:mod:`.head`); they are judged on the decoder's
+from one box per object the head finds (:mod:`.head`); they are judged on the decoder's
 low-res logits and thinned by box NMS before any full-resolution mask is made. Images larger than the
 model's frame are cut into frame-sized tiles that overlap; a candidate cut by a tile's inner edge
 gives way to the whole object seen by a neighbouring tile, and an object too large for the overlap

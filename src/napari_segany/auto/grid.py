@@ -183,13 +183,11 @@ def grid_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
         answers = predictor.predict_batch(points=pts[:, None, :], labels=np.ones((len(pts), 1)),
                                           multimask=True, embedding=embedding)
         for answer in answers:
-            for k, score in enumerate(answer.scores):
-                if score < min_iou:
-                    continue
-                stability, box, inside = judge(answer.logits[k], frame, settings.stability_offset)
-                if box is not None and stability >= min_stability:
-                    found.append(Candidate(float(score), stability, box, answer, k))
-                    covered[: inside.shape[0], : inside.shape[1]] |= inside
+            for k in range(len(answer.scores)):
+                kept = judged(answer, k, frame, min_iou, min_stability, settings.stability_offset)
+                if kept is not None:
+                    found.append(kept[0])
+                    covered[: kept[1].shape[0], : kept[1].shape[1]] |= kept[1]
         if progress is not None:
             progress(len(batch))
     return found
@@ -207,6 +205,18 @@ def _next_batch(queue: list, size: int, frame: "LowResFrame", covered: np.ndarra
             continue
         batch.append(point)
     return batch, queue[i:], skipped
+
+
+def judged(answer, k: int, frame: LowResFrame, min_iou: float, min_stability: float, offset: float):
+    """(the :class:`Candidate`, its mask in low-res cells) of ``answer``'s ``k``-th candidate when
+    it passes the filters (predicted IoU, stability, not empty); None when it does not."""
+    score = float(answer.scores[k])
+    if score < min_iou:
+        return None
+    stability, box, inside = judge(answer.logits[k], frame, offset)
+    if box is None or stability < min_stability:
+        return None
+    return Candidate(score, stability, box, answer, k), inside
 
 
 def judge(logits: np.ndarray, frame: LowResFrame, offset: float):

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from .grid import Candidate, GridSettings, judge
+from .grid import Candidate, GridSettings, judged
 from ..engine.instance_head import head_maps, head_regions, head_seeds
 from ..engine.low_res import LowResFrame, label_grid
 from ..engine.outputs import ImageEmbedding
@@ -78,13 +78,8 @@ def head_candidates(predictor, embedding: ImageEmbedding, settings: GridSettings
             raise Cancelled("segmentation of everything was cancelled")
         bxs = boxes[start:start + settings.batch]
         answers = predictor.predict_batch(boxes=bxs, multimask=False, embedding=embedding)
-        for answer in answers:
-            score = float(answer.scores[0])
-            if score < min_iou:
-                continue
-            stability, box, _ = judge(answer.logits[0], frame, settings.stability_offset)
-            if box is not None and stability >= min_stability:
-                found.append(Candidate(score, stability, box, answer, 0))
+        kept = (judged(answer, 0, frame, min_iou, min_stability, settings.stability_offset) for answer in answers)
+        found += [k[0] for k in kept if k is not None]
         if progress is not None:
             progress(len(bxs))
     return found

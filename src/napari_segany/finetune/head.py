@@ -26,17 +26,16 @@ from ..engine.low_res import LowResFrame, label_grid
 STEPS, LR = 150, 3e-4
 
 
-def _targets(model, ex) -> tuple[torch.Tensor, np.ndarray]:
-    """(3 x n x n foreground, depth, valid) and the label grid of one prepared example."""
-    grid = label_grid(ex.labels, LowResFrame(ex.embedding.geometry, model.low_res_size))
-    return torch.from_numpy(np.stack(head_targets(grid))), grid
+def _grid(model, ex) -> np.ndarray:
+    """The labels of one prepared example on the decoder's low-res grid."""
+    return label_grid(ex.labels, LowResFrame(ex.embedding.geometry, model.low_res_size))
 
 
-def seed_f1(head, model, examples) -> dict:
-    """Recall, precision and F1 of ``head``'s seeds against the objects of ``examples``."""
+def seed_f1(head, examples: list, grids: list[np.ndarray]) -> dict:
+    """Recall, precision and F1 of ``head``'s seeds against the objects of ``examples`` (their
+    label ``grids``)."""
     found = objects = seeds = 0
-    for ex in examples:
-        _, grid = _targets(model, ex)
+    for ex, grid in zip(examples, grids):
         fg, depth = head_maps(head, ex.features[0].float().cpu().numpy())
         f, o, s = seed_matches(head_seeds(fg, depth, grid >= 0), grid)
         found, objects, seeds = found + f, objects + o, seeds + s
@@ -54,11 +53,12 @@ def tune_head(model, train_set: list, held_set: list, *, steps: int = STEPS, see
     head = getattr(model, "instance_head", None)
     if head is None or not train_set or not held_set:
         return None
-    data = [(_targets(model, ex)[0], ex.features) for ex in train_set]
+    data = [(torch.from_numpy(np.stack(head_targets(_grid(model, ex)))), ex.features) for ex in train_set]
     data = [(t, f) for t, f in data if t[0].any()]
     if not data:
         return None
-    before = seed_f1(head, model, held_set)
+    held_grids = [_grid(model, ex) for ex in held_set]  # once, for the checks before and after
+    before = seed_f1(head, held_set, held_grids)
     tuned = copy.deepcopy(head).float()
     for p in tuned.parameters():
         p.requires_grad_(True)
@@ -81,7 +81,7 @@ def tune_head(model, train_set: list, held_set: list, *, steps: int = STEPS, see
     tuned.eval()
     for p in tuned.parameters():
         p.requires_grad_(False)
-    after = seed_f1(tuned, model, held_set)
+    after = seed_f1(tuned, held_set, held_grids)
     kept = after["f1"] > before["f1"]
     if kept:
         model.instance_head = tuned
