@@ -37,6 +37,14 @@ def nuclei2d():
 
 
 @pytest.fixture(scope="session")
+def nuclei3d():
+    """The real 3D nuclei stack (60 x 256 x 256, uint16) and its 20 labels."""
+    from napari_segany.sample_data import load_sample
+
+    return load_sample("nuclei3d"), load_sample("nuclei3d_labels")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory):
     """A MobileSAM-architecture (vit_t) model with seeded random weights, saved
     in the official flat checkpoint schema: small and fast, no download."""

@@ -16,6 +16,8 @@ import napari_segany as sg
 from napari_segany.finetune.api import _embed
 from napari_segany.finetune.data import split
 from napari_segany.finetune.loop import HeldOut, Settings, train
+from napari_segany.finetune.propagation import held_blocks, propagation_scores
+from napari_segany.finetune.report import evaluate
 from napari_segany.weights.checkpoint import read_checkpoint
 
 
@@ -78,6 +80,30 @@ def test_split_of_a_volume_is_by_block_of_slices_with_a_gap():
     assert held and trained and held.isdisjoint(trained)
     assert all(abs(z - h) > 1 for z in trained for h in held)  # neighbours of held-out slices left out
     assert len(data.held_units) == 2  # 8 blocks, a quarter held out
+
+
+def test_a_volumes_held_out_objects_are_propagated_through_their_block(shipped_model, nuclei3d):
+    """Volumes: the report propagates each held-out object from its largest slice through its held-out
+    block (real nuclei, the included model) and counts it in the score that decides."""
+    volume, labels = (np.ascontiguousarray(a[18:42, 64:192, 64:192]) for a in nuclei3d)
+    data = split([(volume, labels)], held_out=0.25, seed=0)
+    predictor = sg.Predictor(shipped_model, precision="fp32", views=1)
+    prepared = _embed(predictor, data, None, None, None)
+    blocks = held_blocks(data, prepared)
+    assert len(blocks) == len(data.held_units) == 2
+    for block in blocks:  # exactly the held-out slices, with the embeddings already made for them
+        assert sorted(block.embeddings) == list(range(block.first, block.last + 1))
+        assert {e.slice_index for e in data.held if block.first <= e.slice_index <= block.last} == set(block.embeddings)
+    scores = propagation_scores(predictor, blocks)
+    assert len(scores) >= 4 and np.mean(scores) > 0.6  # objects followed through their block, seeds not counted
+    held = [p for p, e in zip(prepared, data.examples) if e.held_out]
+    report = evaluate(predictor, held, blocks=blocks)
+    assert report["propagation"] == pytest.approx(np.mean(scores)) and report["propagated_objects"] == len(scores)
+    assert report["mean"] == pytest.approx(np.mean([report[m] for m in ("click", "box", "click+2", "propagation")]))
+    # an object drawn on one slice only has nothing to propagate into: it is not scored
+    single = dataclasses.replace(blocks[0], labels=np.where(np.arange(len(labels))[:, None, None] == blocks[0].first,
+                                                            labels, 0))
+    assert propagation_scores(predictor, [single]) == []
 
 
 @pytest.mark.parametrize("labels_of", ["empty", "one object"])
@@ -192,13 +218,13 @@ def test_finetune_the_included_model_on_half_the_real_nuclei(nuclei2d):
     left = (image[:, :256], labels[:, :256])
     estimate = sg.finetune.estimate(None, [left], max_minutes=1.5)
     assert estimate.steps > 0 and estimate.total_seconds > 0 and "quarter" in estimate.split
-    result = sg.finetune(None, [left], steps=40, max_minutes=None, seed=0)  # a step count: no wall-clock in tests
+    result = sg.finetune(None, [left], steps=15, max_minutes=None, seed=0)  # a step count: no wall-clock in tests
     report = result.report
     for when in (report.before, report.after):
         assert all(0.0 <= when[m] <= 1.0 for m in ("click", "box", "click+1", "click+2", "mean"))
         assert when["objects"] == report.data["held_out_objects"] > 0
     assert result.improved == (report.after["mean"] > report.before["mean"])
-    assert report.steps == 40 and report.stopped == "steps" and 0 <= report.best_step <= 40
+    assert report.steps == 15 and report.stopped == "steps" and 0 <= report.best_step <= 15
     assert result.path is None  # no output asked for
     # the included model's instance head is tuned too, and kept only when its held-out seeds improved
     head = report.head

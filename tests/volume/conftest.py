@@ -1,17 +1,10 @@
-"""Fixtures for the volume tests: the real 3D nuclei stack and the stand-in predictor."""
+"""Fixtures for the volume tests: the stand-in predictor (the real 3D nuclei are in the top conftest)."""
 
 from __future__ import annotations
 
 import pytest
 
 from standin import StandInPredictor
-
-
-@pytest.fixture(scope="session")
-def nuclei3d():
-    from napari_segany.sample_data import load_sample
-
-    return load_sample("nuclei3d"), load_sample("nuclei3d_labels")
 
 
 @pytest.fixture

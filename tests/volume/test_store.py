@@ -264,3 +264,22 @@ def test_a_cache_folder_that_cannot_be_created_is_memory_only(predictor, small_v
     with pytest.warns(RuntimeWarning, match="kept in memory for this run only"):
         store = sg.EmbeddingStore(predictor, small_volume, cache_dir="/proc/segany-embeddings", prefetch=0)
     assert store.cache_path is None and store.get(0).features.size > 0
+
+
+def test_an_embedding_computed_elsewhere_is_kept_only_for_its_own_slice(warm, predictor, small_volume):
+    """``keep`` takes a slice's embedding from another store of the same volume and window (no
+    encoder pass), and refuses one of another slice, window or model."""
+    _, features, store = warm
+    other = sg.EmbeddingStore(predictor, small_volume[:1], contrast_limits=store.window, prefetch=0)
+    other.keep(0, store.get(0))
+    assert other.status(0) == "memory" and other.stats["encoded"] == 0
+    assert np.array_equal(other.get(0).features, features[0]) and other.stats["encoded"] == 0
+    with pytest.raises(ValueError, match="another image"):
+        other.keep(0, store.get(1))
+    narrower = sg.EmbeddingStore(predictor, small_volume, contrast_limits=(0, 1), prefetch=0)
+    with pytest.raises(ValueError, match="another intensity window"):
+        narrower.keep(0, store.get(0))
+    foreign = sg.EmbeddingStore(sg.Predictor(build_sam("vit_t")), small_volume, contrast_limits=store.window,
+                                prefetch=0)
+    with pytest.raises(ValueError, match="another model"):
+        foreign.keep(0, store.get(0))

@@ -20,6 +20,7 @@ from . import save as saving
 from .data import Split, split
 from .loop import HeldOut, Prepared, Settings, step_loss, trainable, train
 from .head import tune_head
+from .propagation import held_blocks
 from .report import Report, evaluate
 
 #: Seconds kept free at the end of a time budget for saving and slack.
@@ -177,7 +178,8 @@ def finetune(model, pairs, output=None, *, axis: int = 0, held_out: float = 0.25
     held_set = [p for p, e in zip(prepared, data.examples) if e.held_out]
     if progress is not None:
         progress("before", 0, 1)
-    before = evaluate(predictor, held_set)
+    blocks = held_blocks(data, prepared)  # volumes: their held-out objects are propagated too
+    before = evaluate(predictor, held_set, blocks=blocks)
     t_before = time.monotonic()
     trained = copy.deepcopy(base)
     label = name or (path.stem if path is not None else f"{base.info.name}-finetuned")
@@ -191,7 +193,7 @@ def finetune(model, pairs, output=None, *, axis: int = 0, held_out: float = 0.25
     t_train = time.monotonic()
     if progress is not None:
         progress("after", 0, 1)
-    after = evaluate(Predictor(trained, precision="fp32", views=1), held_set)
+    after = evaluate(Predictor(trained, precision="fp32", views=1), held_set, blocks=blocks)
     t_after = time.monotonic()
     report = Report(before, after, data.summary(), {**settings.as_dict(), "held_out": float(held_out),
                                                     "max_minutes": max_minutes, "steps": steps, "seed": int(seed),

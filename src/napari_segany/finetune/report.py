@@ -4,8 +4,10 @@ Scored through :class:`napari_segany.Predictor` (its regions rule and the model'
 and candidate scorer included, one view), at the pictures' own resolution, per object:
 ``click``: one positive click at the point farthest from the object's boundary (3 candidates, the
 best-scored kept); ``box``: the tight box; ``click+1``, ``click+2``: then correction clicks at the
-centre of the largest error region, with the previous logits as ``mask_input``. ``mean`` is the
-mean of ``click``, ``box`` and ``click+2``: the number ``improved`` compares.
+centre of the largest error region, with the previous logits as ``mask_input``. For volumes,
+``propagation``: each object of a held-out block of slices propagated from its largest slice
+through the block (:mod:`.propagation`). ``mean`` is the mean of ``click``, ``box``, ``click+2`` and,
+for volumes, ``propagation``: the number ``improved`` compares.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .propagation import propagation_scores
 from .prompts import centre_correction, interior_point, tight_box
 
 CORRECTIONS = 2
@@ -25,9 +28,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def evaluate(predictor, held, should_stop=None) -> dict:
+def evaluate(predictor, held, should_stop=None, blocks=()) -> dict:
     """Mean held-out IoU per prompt mode (see the module's docstring) with ``predictor``; the
-    held-out pictures' kept embeddings are reused (the image encoder is the same)."""
+    held-out pictures' kept embeddings are reused (the image encoder is the same). ``blocks``: the
+    held-out blocks of slices of volumes (:func:`.propagation.held_blocks`), scored by propagation."""
     got = {m: [] for m in MODES}
     for ex in held:
         emb = replace(ex.embedding, model_id=predictor.model_id)
@@ -51,7 +55,13 @@ def evaluate(predictor, held, should_stop=None) -> dict:
                     mask, logits = pred.mask(0), pred.logits[0]
                 got[f"click+{k}"].append(_iou(mask, gt))
     out = {m: float(np.mean(v)) if v else float("nan") for m, v in got.items()}
-    out["mean"] = float(np.mean([out["click"], out["box"], out[f"click+{CORRECTIONS}"]]))
+    counted = [out["click"], out["box"], out[f"click+{CORRECTIONS}"]]
+    propagated = propagation_scores(predictor, blocks, should_stop) if blocks else []
+    if propagated:
+        out["propagation"] = float(np.mean(propagated))
+        out["propagated_objects"] = len(propagated)
+        counted.append(out["propagation"])
+    out["mean"] = float(np.mean(counted))
     out["objects"] = len(got["click"])
     return out
 
@@ -87,8 +97,11 @@ class Report:
     def __str__(self) -> str:
         n = self.after.get("objects", 0)
         lines = [f"Held-out mean IoU on {n} objects ({self.data.get('split', '')}), before -> after:"]
-        for m in (*MODES, "mean"):
-            lines.append(f"  {m:8s} {self.before[m]:.3f} -> {self.after[m]:.3f} ({self.after[m] - self.before[m]:+.3f})")
+        if "propagated_objects" in self.after:
+            lines[0] += f" (propagation: {self.after['propagated_objects']} objects through their held-out block)"
+        both = "propagation" in self.before and "propagation" in self.after
+        for m in (*MODES, "propagation", "mean") if both else (*MODES, "mean"):
+            lines.append(f"  {m:11s} {self.before[m]:.3f} -> {self.after[m]:.3f} ({self.after[m] - self.before[m]:+.3f})")
         why = {"steps": "all steps done", "time": "time budget reached", "early": "held-out score stopped improving",
                "cancelled": "cancelled", "interrupted": "interrupted (Ctrl+C)"}.get(self.stopped, self.stopped)
         lines.append(f"{self.steps} steps ({why}); best weights at step {self.best_step}; "

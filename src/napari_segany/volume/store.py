@@ -204,6 +204,22 @@ class EmbeddingStore:
             self._crops.put(key, h, features)
         return self._embedding(features, image)
 
+    def keep(self, index: int, embedding: ImageEmbedding) -> None:
+        """Hold ``embedding``, computed elsewhere, as slice ``index``'s (no encoder pass). It must be
+        of this slice's pixels, in this store's intensity window, by this store's model: anything
+        else is refused (ValueError) rather than answered from the wrong picture."""
+        i = self._check(index)
+        image = self.slice(i)
+        image_id = image_fingerprint(as_2d_channels(image, channel=self.channel))
+        window = None if embedding.window is None else tuple(float(v) for v in embedding.window)
+        for what, theirs, ours in (("image", embedding.image_id, image_id),
+                                   ("model", embedding.model_id, self.predictor.model_id),
+                                   ("intensity window", window, tuple(float(v) for v in self.window))):
+            if theirs != ours:
+                raise ValueError(f"this embedding is of another {what} than slice {i} of the store "
+                                 f"({theirs!r}, not {ours!r}); it cannot stand for that slice")
+        self._keep(i, slice_hash(image), np.asarray(embedding.features, dtype=np.float16))
+
     def peek(self, index: int) -> ImageEmbedding | None:
         """The embedding if it is in memory now, else None; never computes."""
         i = self._check(index)
