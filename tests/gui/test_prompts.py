@@ -1,7 +1,11 @@
 """Prompts in Points/Shapes layers drive the preview; the picker shows every candidate."""
 
+import threading
+
 import numpy as np
 from gui_helpers import click, predict_calls, press, wait_prediction, wait_ready
+
+from napari_segany.engine.outputs import Prediction
 
 
 def test_points_and_box_update_the_preview(widget_factory, qtbot, nuclei2d, fast_models):
@@ -103,6 +107,31 @@ def test_picker_shows_k_thumbnails_and_keys_choose(widget_factory, qtbot, nuclei
     viewer.layers.selection.clear()
     press(viewer, "3")
     assert widget.state.chosen == 2
+
+
+def test_the_best_candidate_comes_first_and_no_mask_is_made_on_the_gui_thread(widget_factory, qtbot, nuclei2d,
+                                                                             fast_models, monkeypatch):
+    """A click's preview needs only the best candidate's full-size mask: the worker makes it first and
+    the others after (for the thumbnails), and none of them on the GUI thread."""
+    made = []
+    original = Prediction.mask
+
+    def mask(self, i=0):
+        if self._masks is None and i not in self._single:
+            made.append((i, threading.current_thread() is threading.main_thread()))
+        return original(self, i)
+
+    monkeypatch.setattr(Prediction, "mask", mask)
+    image, _ = nuclei2d
+    viewer, _, widget = widget_factory(image, fast_models[0])
+    wait_ready(qtbot, widget)
+    widget.controller.prompts.points.add([[256, 256]])
+    wait_prediction(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.picker.shown() == 3)
+    assert made[0] == (0, False)  # the best one first, in the worker
+    assert sorted(i for i, _ in made) == [0, 1, 2] and not any(on_gui for _, on_gui in made)
+    assert widget.state.prediction.masks_ready
+    np.testing.assert_array_equal(widget.controller.preview.layer.data.astype(bool), widget.state.prediction.mask(0))
 
 
 def test_regions_checkbox_switches_the_predictor_and_re_predicts(widget_factory, qtbot, nuclei2d, fast_models):

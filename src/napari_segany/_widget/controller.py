@@ -53,7 +53,7 @@ class Controller(CommitMixin, PredictMixin, QObject):
         self.autosaver = Autosaver(self.status.emit, self._fail)
         self.model_job: Job | None = None
         self.zoom = WidgetZoom(self)
-        self.decoder = DecodeRunner(self._answered, self._answer_failed)
+        self.decoder = DecodeRunner(self._answered, self._answer_failed, self._candidates_made)
         self._predict_timer = QTimer(self, singleShot=True, interval=debounce_ms)
         self._predict_timer.timeout.connect(self.predict_now)
         self._plane_timer = QTimer(self, singleShot=True, interval=120)

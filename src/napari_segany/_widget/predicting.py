@@ -77,6 +77,13 @@ class PredictMixin:
         elif s.embedding_ready:
             self.status.emit(f"Ready: click on {self._where()} (T toggles positive/negative).")
 
+    def _candidates_made(self, request: DecodeRequest, prediction) -> None:
+        """The other candidates' masks of an answer are made: the thumbnails can show them if it is
+        on screen; the work that waited for the decoder (more views, a crop) can start."""
+        if self.state.prediction is prediction:
+            self.prediction_changed.emit()
+        self._next()
+
     def _answer_failed(self, request: DecodeRequest, exc: Exception) -> None:
         if self._current(request):
             self._fail(f"Could not segment these prompts: {exc}")

@@ -306,6 +306,8 @@ class SegmentAnythingWidget(LifecycleMixin, QWidget):
         if pred is None or s.prediction_key != s.wanted:
             self.picker.set_candidates(None, None, None, None, 0)
             return
+        if not pred.masks_ready:  # the worker is still making them; they come with a second signal
+            return
         window = pred.embedding.window if pred.embedding is not None else (0.0, 1.0)
         self.picker.set_candidates(self.controller.image2d(), pred.masks, pred.scores, window, s.chosen,
                                    tint=255 * hex_rgb(self.controller.preview.color))

@@ -107,11 +107,14 @@ class Job:
 
 
 def launch(job: Job, worker, on_done: Callable[[Job, Any], None],
-           on_error: Callable[[Job, Exception], None]) -> Job:
+           on_error: Callable[[Job, Exception], None],
+           on_yield: Callable[[Job, Any], None] | None = None) -> Job:
     """Start napari ``worker`` for ``job`` with room in Qt's thread pool; its result
-    reaches ``on_done(job, value)`` and its exception ``on_error(job, exc)``,
-    unless the job was dropped."""
+    reaches ``on_done(job, value)``, its exception ``on_error(job, exc)`` and what a
+    generator worker yields ``on_yield(job, value)``, unless the job was dropped."""
     ensure_pool_headroom()
+    if on_yield is not None:  # connected before the start: a quick first yield is not lost
+        worker.yielded.connect(lambda value: job._deliver(on_yield, value))
     worker.returned.connect(lambda value: job._deliver(on_done, value))
     worker.errored.connect(lambda exc: job._deliver(on_error, exc))
     worker.finished.connect(job._end)  # emitted after returned/errored, so queued after them

@@ -80,6 +80,11 @@ class Prediction:
                 self._masks = self._upscale(self.logits)
         return self._masks
 
+    @property
+    def masks_ready(self) -> bool:
+        """Whether every candidate's full-resolution mask is made (``masks`` costs nothing more)."""
+        return self._masks is not None or len(self._single) == len(self.logits)
+
     def mask(self, i: int = 0) -> np.ndarray:
         """Full-resolution mask of candidate ``i`` (0 = best) without computing the others."""
         if self._masks is not None:
