@@ -106,6 +106,22 @@ def test_a_volumes_held_out_objects_are_propagated_through_their_block(shipped_m
     assert propagation_scores(predictor, [single]) == []
 
 
+def test_a_sam_model_trains_at_half_its_frame_with_prompts_where_the_labels_are(tiny_model, crops):
+    """SAM's 1024 px frame: the loss is taken at 512 px (LOSS_SIDE), and the prompts drawn there are
+    moved to the same place of the model's frame (a pixel's centre to its 2 x 2 block's centre)."""
+    from napari_segany.finetune.loop import LOSS_SIDE, _in_model_frame, frame_masks, loss_scale
+
+    predictor = sg.Predictor(tiny_model, precision="fp32", views=1)
+    emb = predictor.encode(crops[0][0], views=1)
+    assert emb.geometry.model_size == 1024 and loss_scale(emb) == LOSS_SIDE / 1024 == 0.5
+    targets = frame_masks(crops[0][1][None] > 0, emb)
+    assert targets.shape[-2:] == tuple(n // 2 for n in emb.geometry.input_size)
+    np.testing.assert_allclose(_in_model_frame([[0, 0], [10, 3]], 0.5), [[0.5, 0.5], [20.5, 6.5]])
+    assert _in_model_frame([[7, 9]], 1.0).tolist() == [[7, 9]]  # the included model's 512 px: unchanged
+    result = sg.finetune(tiny_model, crops[:2], steps=2, max_minutes=None, seed=0)
+    assert result.report.steps == 2 and np.isfinite(result.report.after["mean"])
+
+
 @pytest.mark.parametrize("labels_of", ["empty", "one object"])
 def test_too_little_data_is_refused_with_a_sentence(crops, labels_of):
     image, labels = crops[0]

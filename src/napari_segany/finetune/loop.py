@@ -3,8 +3,11 @@ encoder frozen), on prompts simulated from the labels, with early stopping on th
 objects; the best weights so far are kept whatever stops it.
 
 Everything here works in the model frame (the image resized into the model's square input and
-padded, as the predictor does): targets are the labels resized into it, prompts are pixels of it,
-and the loss is taken on its image part (the padding is never shown to anyone).
+padded, as the predictor does), at most :data:`LOSS_SIDE` pixels across: targets are the labels
+resized into it, prompts are pixels of it (scaled to the model's own frame for the prompt encoder),
+and the loss is taken on its image part (the padding is never shown to anyone). The included
+model's frame is 512 px, so it trains at full resolution; SAM's 1024 px frame trains at half, which
+makes a step about four times cheaper in time and memory (its logits are 256 px across anyway).
 One step, as in the recipe that trained the included model (``training/train.py``): up to
 ``objects`` objects of one training picture get a first prompt (one random point with the 3
 candidates, or a jittered box), then ``iters - 1`` correction rounds, each a click from the error
@@ -26,6 +29,15 @@ import torch.nn.functional as F
 from ..engine.outputs import ImageEmbedding
 from .losses import mask_iou, sam_loss
 from .prompts import centre_correction, interior_point, jittered_box, random_point, sampled_correction, tight_box
+
+
+#: Side of the frame the loss is taken in (the model frame when that is smaller).
+LOSS_SIDE = 512
+
+
+def loss_scale(embedding: ImageEmbedding) -> float:
+    """The loss frame's size over the model frame's, for ``embedding``'s model (at most 1)."""
+    return min(1.0, LOSS_SIDE / embedding.geometry.model_size)
 
 
 @dataclass
@@ -79,25 +91,31 @@ def trainable(model) -> list[torch.nn.Parameter]:
 
 
 def frame_masks(masks: np.ndarray, embedding: ImageEmbedding) -> torch.Tensor:
-    """N x H x W bool masks -> N x h x w float {0, 1} in the model frame, resized like the image
+    """N x H x W bool masks -> N x h x w float {0, 1} in the loss frame, resized like the image
     (h x w: the image part of the frame, whose top-left corner is the frame's)."""
-    g = embedding.geometry
+    g, scale = embedding.geometry, loss_scale(embedding)
+    size = tuple(max(1, int(round(n * scale))) for n in g.input_size)
     m = torch.from_numpy(masks.astype(np.float32))[:, None]
-    if tuple(m.shape[-2:]) != g.input_size:
-        m = F.interpolate(m, size=g.input_size, mode="bilinear", align_corners=False,
-                          antialias=g.input_size[0] < m.shape[-2])
+    if tuple(m.shape[-2:]) != size:
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=size[0] < m.shape[-2])
     return (m[:, 0] > 0.5).float()
 
 
-def _decode(model, pe, feats, size, pts, labs, boxes, mask_in, multimask):
+def _in_model_frame(coords, scale: float) -> np.ndarray:
+    """Pixel coordinates of the loss frame -> the model frame's (pixel centres kept on centres)."""
+    a = np.asarray(coords, np.float32)
+    return a if scale == 1.0 else (a + 0.5) / scale - 0.5
+
+
+def _decode(model, pe, feats, size, pts, labs, boxes, mask_in, multimask, scale: float = 1.0):
     dev, points = feats.device, None
     if pts is not None:
-        points = (torch.tensor(np.asarray(pts, np.float32), device=dev),
+        points = (torch.tensor(_in_model_frame(pts, scale), device=dev),
                   torch.tensor(np.asarray(labs, np.int64), device=dev))
-    bx = None if boxes is None else torch.tensor(np.asarray(boxes, np.float32), device=dev)
+    bx = None if boxes is None else torch.tensor(_in_model_frame(boxes, scale), device=dev)
     sparse, dense = model.prompt_encoder(points, bx, mask_in)
     low, iou = model.mask_decoder(feats, pe, sparse, dense, multimask)
-    s = 4 * low.shape[-1]  # the model frame
+    s = int(round(4 * low.shape[-1] * scale))  # the loss frame
     up = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
     return low, up[..., : size[0], : size[1]], iou  # the image part only: padding is never shown
 
@@ -119,7 +137,7 @@ def step_loss(model, pe, ex: Prepared, rng: np.random.Generator, settings: Setti
         return None
     tgt = targets.numpy() > 0.5
     targets = targets.to(ex.features.device)
-    size = tgt.shape[-2:]
+    size, scale = tgt.shape[-2:], loss_scale(ex.embedding)
     use_box = rng.random() < 0.5
     pts = labs = boxes = None
     if use_box:
@@ -128,7 +146,8 @@ def step_loss(model, pe, ex: Prepared, rng: np.random.Generator, settings: Setti
         pts, labs = _add_clicks(None, None, [(*random_point(t, rng), 1) for t in tgt])
     total, mask_in = 0.0, None
     for it in range(settings.iters):
-        low, up, iou = _decode(model, pe, ex.features, size, pts, labs, boxes, mask_in, it == 0 and not use_box)
+        low, up, iou = _decode(model, pe, ex.features, size, pts, labs, boxes, mask_in, it == 0 and not use_box,
+                               scale)
         total = total + sam_loss(up, iou, targets)
         if it == settings.iters - 1:
             break
@@ -158,23 +177,23 @@ class HeldOut:
                     targets = targets.to(ex.features.device)
                     clicks = [(*interior_point(t), 1) for t in tgt]
                     boxes = [[b[1], b[0], b[3], b[2]] for b in map(tight_box, tgt)]
-                    self.parts.append((ex.features, targets, tgt, clicks, boxes))
+                    self.parts.append((ex.features, targets, tgt, clicks, boxes, loss_scale(ex.embedding)))
 
     @torch.no_grad()
     def score(self, model, pe) -> dict:
         got = {"click": [], "box": [], "click+1": []}
-        for feats, targets, tgt, clicks, boxes in self.parts:
+        for feats, targets, tgt, clicks, boxes, scale in self.parts:
             size = tgt.shape[-2:]
             pts, labs = _add_clicks(None, None, clicks)
-            low, up, iou = _decode(model, pe, feats, size, pts, labs, None, None, True)
+            low, up, iou = _decode(model, pe, feats, size, pts, labs, None, None, True, scale)
             rows = torch.arange(len(tgt), device=up.device)
             chosen = iou.argmax(1)
             got["click"] += mask_iou(up[rows, chosen], targets).tolist()
             pred = (up[rows, chosen] > 0).cpu().numpy()
             pts2, labs2 = _add_clicks(pts, labs, [centre_correction(p, t) for p, t in zip(pred, tgt)])
-            _, up2, _ = _decode(model, pe, feats, size, pts2, labs2, None, low[rows, chosen][:, None], False)
+            _, up2, _ = _decode(model, pe, feats, size, pts2, labs2, None, low[rows, chosen][:, None], False, scale)
             got["click+1"] += mask_iou(up2[:, 0], targets).tolist()
-            _, upb, _ = _decode(model, pe, feats, size, None, None, boxes, None, False)
+            _, upb, _ = _decode(model, pe, feats, size, None, None, boxes, None, False, scale)
             got["box"] += mask_iou(upb[:, 0], targets).tolist()
         out = {k: float(np.mean(v)) for k, v in got.items()}
         out["mean"] = float(np.mean(list(out.values())))
