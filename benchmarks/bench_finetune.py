@@ -11,6 +11,15 @@ seeded; :mod:`napari_segany.finetune.propagation`).
 
     .venv/bin/python benchmarks/bench_finetune.py [--minutes 5] [--directions left right] [--threads 2]
     .venv/bin/python benchmarks/bench_finetune.py --volume [--minutes 5] [--threads 2]
+    .venv/bin/python benchmarks/bench_finetune.py --mri mricron-data_*.deb [--minutes 5] [--threads 2]
+
+``--mri DEB``: real labelled MRI. The MRIcron templates of Debian's ``mricron-data`` package (get
+it with ``apt-get download mricron-data``; read from the archive, nothing installed): the "ch2"
+T1 head (Colin 27, 1 mm; the head of ``sample_data/mri_t1.tif``) with the AAL atlas drawn on that
+same brain (Tzourio-Mazoyer et al., NeuroImage 15, 273-289, 2002), reduced to 12 deep grey-matter
+structures that show on a T1 image (hippocampus, amygdala, caudate, putamen, pallidum, thalamus,
+left and right). Axial slices; the report of ``finetune`` itself, with its held-out blocks of
+slices and their propagation.
 
 ``--vit-b``: the left-half run with SAM ViT-B of seeded random weights (built by the reference
 implementation, saved in the official schema and loaded through ``load_model``), for its time and
@@ -24,6 +33,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -113,6 +123,41 @@ def run_volume(minutes: float, seed: int, n_train: int = 10) -> dict:
             "phases_s": result.report.seconds, "data": result.report.data, "torch_threads": torch.get_num_threads()}
 
 
+#: AAL ids of the deep grey-matter structures kept (hippocampus, amygdala, caudate, putamen,
+#: pallidum, thalamus; left and right).
+AAL_DEEP = (37, 38, 41, 42, 71, 72, 73, 74, 75, 76, 77, 78)
+TEMPLATES = "usr/share/mricron/templates/"
+
+
+def mri_pair(deb: str):
+    """(T1 volume, labels) as (z, y, x) arrays, rows anterior at the top (as the sample's)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.make_sample_data import read_member_from_deb, read_nifti1
+
+    out = []
+    for name in ("ch2.nii.gz", "aal.nii.gz"):
+        xyz, affine = read_nifti1(read_member_from_deb(Path(deb), TEMPLATES + name))
+        out.append((np.ascontiguousarray(np.transpose(xyz, (2, 1, 0))[:, ::-1, :]), affine))
+    (t1, a1), (aal, a2) = out
+    if t1.shape != aal.shape or not np.allclose(a1, a2):
+        raise SystemExit("the T1 and the atlas are not on the same grid")
+    labels = np.where(np.isin(aal, AAL_DEEP), aal, 0).astype(np.uint16)
+    return t1, labels
+
+
+def run_mri(deb: str, minutes: float, seed: int) -> dict:
+    volume, labels = mri_pair(deb)
+    t = time.monotonic()
+    result = sg.finetune(None, [(volume, labels)], max_minutes=minutes, seed=seed)
+    return {"experiment": "MRI: ch2 T1 with 12 AAL deep grey-matter structures, axial slices",
+            "minutes_budget": minutes, "seconds": round(time.monotonic() - t, 1),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "held_out_before": result.report.before, "held_out_after": result.report.after,
+            "improved_held_out": result.improved, "steps": result.report.steps, "best_step": result.report.best_step,
+            "stopped": result.report.stopped, "phases_s": result.report.seconds, "data": result.report.data,
+            "instance_head": result.report.head, "torch_threads": torch.get_num_threads()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=5.0)
@@ -120,12 +165,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--volume", action="store_true", help="the 3D nuclei experiment instead of the 2D halves")
+    p.add_argument("--mri", metavar="DEB", help="the MRI experiment, on Debian's mricron-data package file")
     p.add_argument("--vit-b", action="store_true", help="SAM ViT-B with random weights: time and memory only")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.volume:
         print(json.dumps(run_volume(args.minutes, args.seed)), flush=True)
+        return 0
+    if args.mri:
+        print(json.dumps(run_mri(args.mri, args.minutes, args.seed)), flush=True)
         return 0
     for d in args.directions:
         print(json.dumps(run(d, args.minutes, args.seed, args.vit_b)), flush=True)

@@ -31,6 +31,15 @@ def one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(autouse=True)
+def few_calibration_images(monkeypatch):
+    """BatchNorm's statistics measured on 4 rendered images, not 32: the runs here test what the
+    commands write, and the 32 encoder passes were most of each run's time."""
+    import training.train
+
+    monkeypatch.setattr(training.train, "CALIBRATION_IMAGES", 4)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_generator_is_deterministic_and_masks_are_exact(kind):
     a, b = generate(7, (128, 160), kind), generate(7, (128, 160), kind)
