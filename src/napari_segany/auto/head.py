@@ -32,7 +32,6 @@ from ..engine.predictor import Cancelled
 #: least this share of its extent is labelled: the object is there already, and asking again would
 #: add the unlabelled rim of it as an object of its own.
 TAKEN_SHARE = 0.5
-WITH_CLICK = True
 
 
 def head_prompts(predictor, embedding: ImageEmbedding, taken: np.ndarray | None = None

@@ -19,7 +19,7 @@ from .environ import worker_environ
 from .inputs import expand_inputs, input_shape, kind_of
 from .item import AutoOptions, ModelUnavailable, failed, load_predictor, segment_item
 from .outputs import DONE, Job, count_rows, plan_jobs, state
-from .propagate import Propagation, propagate_volume
+from .propagate import Propagation, blank_result, propagate_volume
 
 INSTALL = ("running on a dask cluster needs dask.distributed, which is not installed; install it with "
            "pip install 'napari-segany[cluster]' (or pip install distributed), or leave out --cluster and "
@@ -201,16 +201,13 @@ def run_propagations(jobs: list[Propagation], options: AutoOptions, *, client=No
 
         job = jobs[i]
         if job.output.exists() and not options.overwrite:
-            return dict(blank(i), status="skipped")
+            return dict(blank_result(job), status="skipped")
         full = Propagation(*(Path(os.path.abspath(p)) for p in (job.source, job.seeds, job.output)))
         return propagate_task, (full, _sent(options))
 
-    def blank(i):
-        return {"path": str(jobs[i].source), "seeds": str(jobs[i].seeds), "output": str(jobs[i].output),
-                "status": "failed", "objects": None, "reached": None, "seconds": 0.0}
-
-    return execute([j.source for j in jobs], options, here=here, remote=remote, blank=blank, client=client,
-                   progress=progress, on_result=on_result, report=report, unit="volume", desc="propagate")
+    return execute([j.source for j in jobs], options, here=here, remote=remote, blank=lambda i: blank_result(jobs[i]),
+                   client=client, progress=progress, on_result=on_result, report=report, unit="volume",
+                   desc="propagate")
 
 
 @contextlib.contextmanager

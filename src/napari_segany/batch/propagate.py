@@ -34,6 +34,12 @@ class Propagation:
     output: Path
 
 
+def blank_result(job: Propagation) -> dict:
+    """A volume's result before anything is done: "failed" until it is done or skipped."""
+    return {"path": str(job.source), "seeds": str(job.seeds), "output": str(job.output), "status": "failed",
+            "objects": None, "reached": None, "seconds": 0.0}
+
+
 def plan_propagations(sources: list[Source], output_dir: str | os.PathLike, *,
                       seeds_suffix: str = SEEDS_SUFFIX) -> list[Propagation]:
     """Each volume with its seeds (``<name><seeds_suffix>.tif`` or ``.tiff`` beside it) and its
@@ -90,8 +96,7 @@ def propagate_volume(job: Propagation, options: AutoOptions, predictor: Callable
     from ..volume import propagate
 
     started = time.perf_counter()
-    result = {"path": str(job.source), "seeds": str(job.seeds), "output": str(job.output), "status": "failed",
-              "objects": None, "reached": None, "seconds": 0.0}
+    result = blank_result(job)
     try:
         try:
             if job.output.exists() and not options.overwrite:

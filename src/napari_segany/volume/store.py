@@ -210,7 +210,7 @@ class EmbeddingStore:
         else is refused (ValueError) rather than answered from the wrong picture."""
         i = self._check(index)
         image = self.slice(i)
-        image_id = image_fingerprint(as_2d_channels(image, channel=self.channel))
+        image_id = self._image_id(image)
         window = None if embedding.window is None else tuple(float(v) for v in embedding.window)
         for what, theirs, ours in (("image", embedding.image_id, image_id),
                                    ("model", embedding.model_id, self.predictor.model_id),
@@ -331,9 +331,12 @@ class EmbeddingStore:
         guide_image = getattr(self.predictor, "guide_image", None)  # predictor-like objects may lack one
         guide = None if guide_image is None else guide_image(image, self.window, channel=self.channel)
         geometry = self.geometry.for_other(image.shape[:2])
-        image_id = image_fingerprint(as_2d_channels(image, channel=self.channel))
         return ImageEmbedding(features.astype(np.float32), geometry, self.predictor.model_id, self.window,
-                              guide=guide, image_id=image_id)
+                              guide=guide, image_id=self._image_id(image))
+
+    def _image_id(self, image: np.ndarray) -> str:
+        """The identity of what an embedding of ``image`` (a slice, or a crop of one) encodes."""
+        return image_fingerprint(as_2d_channels(image, channel=self.channel))
 
     def _lookup(self, i: int, h: str, count: bool = True) -> np.ndarray | None:
         with self._mem_lock:
