@@ -1,6 +1,9 @@
 """Many images on dask.distributed (issue 31): ``napari_segany.batch.run_auto`` in one process
 against a ``LocalCluster`` on this machine, on the same images with the included model.
 
+The single process runs with the allocator settings of the ``napari-segany`` command
+(:func:`napari_segany.batch.environ.keep_freed_memory`), the workers with those of ``--cluster``.
+
 Images: ``--images`` (default 20) 512 x 512 images, the real nuclei image (sample_data/nuclei2d.tif)
 in its 8 orientations (rotations and mirror images) in turn, written as TIFFs. Both runs start
 from empty output folders and load the model themselves (the single process once; each worker
@@ -12,7 +15,9 @@ once, inside its first task). Measured:
   worked for it, measured inside the task): dask's own time on the worker around our function
   (its task stream's span of the call minus the time measured inside the call); and everything
   that is not compute, per task: (wall time x workers - the sum of the tasks' compute) / tasks,
-  which holds model loading, reading, writing, scheduling and idle workers;
+  which holds model loading, reading, writing, scheduling and idle workers, and the same without
+  the workers' model loading (once per worker, not per task: the tasks that loaded it took that
+  much longer than the others);
 - identical results: every label image and table of the two runs compared.
 
     python benchmarks/bench_batch.py --save                  # 20 images; on a quiet machine
@@ -107,10 +112,15 @@ def overheads(run: dict) -> dict:
     rest = (run["wall_s"] * run["workers"] - sum(computes)) / len(tasks)
     median = statistics.median(computes)
     on_worker = [t["overhead_on_worker_s"] / t["compute_s"] for t in tasks if t["compute_s"] > 0]
+    # a task that loaded the model spent that on top of what the others spend outside compute
+    besides = statistics.median([t["inside_s"] - t["compute_s"] for t in tasks if not t["loaded_model"]] or [0.0])
+    loading = sum(t["inside_s"] - t["compute_s"] - besides for t in tasks if t["loaded_model"])
+    per_task = rest - loading / len(tasks)
     return {"tasks": tasks, "median_compute_s": round(median, 3),
             "median_overhead_on_worker_share": round(statistics.median(on_worker), 5),
             "workers_busy_share": round(busy, 4), "rest_per_task_s": round(rest, 3),
-            "rest_per_task_share": round(rest / median, 4)}
+            "rest_per_task_share": round(rest / median, 4), "model_loading_s": round(loading, 3),
+            "per_task_without_loading_s": round(per_task, 4), "per_task_without_loading_share": round(per_task / median, 4)}
 
 
 def identical(a: Path, b: Path, names: list[str]) -> bool:
@@ -122,6 +132,9 @@ def identical(a: Path, b: Path, names: list[str]) -> bool:
 
 def main() -> int:
     from napari_segany.batch import local_workers
+    from napari_segany.batch.environ import keep_freed_memory
+
+    keep_freed_memory()  # as the napari-segany command does for the single process
 
     default_workers, default_threads = local_workers()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -161,6 +174,9 @@ def main() -> int:
           f"reading, writing, scheduling, idle) {over['rest_per_task_s']:.3f} s = "
           f"{100 * over['rest_per_task_share']:.2f} %; workers' model busy {100 * over['workers_busy_share']:.1f} % "
           "of the wall time")
+    print(f"  of which loading the model on the workers {over['model_loading_s']:.2f} s in all; the rest per task "
+          f"(scheduling, reading, writing, idle between tasks) {over['per_task_without_loading_s']:.3f} s = "
+          f"{100 * over['per_task_without_loading_share']:.2f} % of its compute")
     target = Path(args.json) if args.json else RESULTS / f"batch_cpu_{res['date']}.json" if args.save else None
     if target is not None:
         target.write_text(json.dumps(res, indent=1) + "\n")

@@ -19,7 +19,8 @@ import pytest
 import tifffile
 
 from napari_segany import GridSettings
-from napari_segany.batch import run_auto
+from napari_segany.batch import connect, local_workers, run_auto
+from napari_segany.batch.environ import MMAP_THRESHOLD, TORCH_THREADS, TRIM_THRESHOLD, spawning_with
 from napari_segany.batch.worker import worker_stats
 from napari_segany.cli import main
 from napari_segany.sample_data import load_sample
@@ -52,8 +53,10 @@ def crops(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
+    # spawning_with({}): this process's environment as it was after, where dask's nannies leave theirs
+    with spawning_with({}), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                     host="127.0.0.1", dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as c:
         yield c
 
 
@@ -232,3 +235,31 @@ def test_a_long_volume_in_blocks_keeps_one_id_per_object_across_blocks(client, t
     assert again[0]["status"] == "skipped"
     assert main(["auto", str(volume), "-d", str(out), "--block-slices", "5"]) == 1
     assert "--block-slices cuts volumes into tasks for a dask cluster" in capsys.readouterr().err
+
+
+def _settings() -> dict:
+    import dask
+
+    return {"environ": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                                         "OMP_NUM_THREADS", TORCH_THREADS)},
+            "profile": dask.config.get("distributed.worker.profile.enabled"),
+            "tick": dask.config.get("distributed.admin.tick.interval")}
+
+
+def test_our_local_clusters_give_their_workers_our_settings_and_leave_this_process_as_it_was():
+    """What ``--cluster local`` starts: workers whose freed memory is reused (not faulted in anew per
+    image), whose event loop does not wake every few ms while the model works, and with their share
+    of the cores, also when an earlier cluster in this process had other shares (dask's nannies take
+    this process's environment over their settings, and leave their settings in it)."""
+    before = dict(os.environ)
+    for n in (2, 1):
+        workers, threads = local_workers(n)
+        with connect(local=n) as client:
+            seen = list(client.run(_settings).values())
+        assert dict(os.environ) == before
+        assert len(seen) == workers == n
+        for worker in seen:
+            assert worker["environ"] == {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+                                         "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
+                                         "OMP_NUM_THREADS": str(threads), TORCH_THREADS: str(threads)}
+            assert worker["profile"] is False and worker["tick"] == "1s"

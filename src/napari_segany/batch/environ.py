@@ -1,24 +1,85 @@
-"""The environment our dask workers start with (set before a LocalCluster spawns them).
+"""How the processes that run our models use memory: the environment our dask workers start with
+(set before a LocalCluster spawns them), and the same allocator settings for our own command.
 
-dask starts every worker with ``MALLOC_TRIM_THRESHOLD_`` set, and setting it turns off glibc's
-growing mmap threshold: every tensor over 128 KiB was then mapped and unmapped again, and the page
-faults doubled a worker's time per 512 px image (AMD EPYC, 2 cores: 6.6-7.8 s against 3.3-3.8 s
-in one process). So glibc keeps freed blocks of up to :data:`MMAP_THRESHOLD` for reuse; workers
-started elsewhere get the same from :func:`napari_segany.batch.worker.keep_large_blocks`. dask
-also starts workers with OpenMP and MKL at 1 thread; ours get the torch threads they are given.
+glibc's malloc serves large blocks with ``mmap`` and returns the free memory at the top of its
+heap to the system once it exceeds a threshold. Both defaults cost a model run dearly: between one
+image's arrays and the next, the heap's top (hundreds of MiB for one 512 px image) was given back
+and then faulted in again page by page. On one AMD EPYC core pair the included model on a 512 px
+image took 220 000 page faults an image in one process (1.7-1.9 s), 9 000 with the settings below
+(1.6 s), at the same peak memory. dask makes it worse: it starts every worker with
+``MALLOC_TRIM_THRESHOLD_`` at 64 KiB, which also turns off glibc's growing mmap threshold, so
+every block over 128 KiB was mapped anew (twice the single process's faults, and before the
+mmap threshold was set, twice its time per image).
+
+So our processes keep freed blocks of up to :data:`MMAP_THRESHOLD` in the heap for reuse and give
+memory back only when :data:`TRIM_THRESHOLD` of it is free at the top; their peak memory is the
+same, and what the system sees between peaks stays closer to the peak. Workers started elsewhere
+get the same from :func:`keep_freed_memory` when our model keeper starts on them, unless their
+environment sets ``MALLOC_MMAP_THRESHOLD_`` itself. dask also starts workers with OpenMP and MKL
+at 1 thread; ours get the torch threads they are given.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+
 #: The largest block glibc serves from its heap (and keeps for reuse) instead of mapping it anew.
 MMAP_THRESHOLD = 32 * 1024 * 1024
+#: The free memory at the top of the heap above which glibc gives it back to the system.
+TRIM_THRESHOLD = 256 * 1024 * 1024
 
 #: Torch threads of each worker of our LocalCluster (elsewhere: the worker's threads).
 TORCH_THREADS = "SEGANY_WORKER_TORCH_THREADS"
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
 
 def worker_environ(torch_threads: int) -> dict[str, str]:
-    """The variables a LocalCluster's workers start with, each given ``torch_threads`` threads."""
+    """The variables a LocalCluster's workers start with, each given ``torch_threads`` threads; the
+    allocator's only where this process's environment does not set an mmap threshold itself."""
     threads = str(int(torch_threads))
-    return {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), TORCH_THREADS: threads,
-            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    environ = {TORCH_THREADS: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        environ |= {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+    return environ
+
+
+@contextlib.contextmanager
+def spawning_with(environ: dict[str, str]):
+    """While it lasts, the worker processes that dask's nannies start (or restart) get ``environ``.
+
+    A nanny takes a variable from this process's environment over its ``pre-spawn-environ``
+    setting, and leaves what it set in this process's environment: after one LocalCluster, the next
+    one's workers got the first one's thread counts. So ``environ`` is put in this process's
+    environment as well as in the setting, and every variable either touches is put back after."""
+    import dask
+
+    keys = set(environ) | set(dask.config.get("distributed.nanny.pre-spawn-environ", default={}))
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(environ)
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def keep_freed_memory() -> bool:
+    """Give this process the allocator settings of our workers (Linux with glibc; elsewhere nothing
+    to put right). Left alone where the environment chose an mmap threshold: the process's owner
+    decided. True when the settings were made."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        # both at once: setting either one stops glibc from adjusting the other
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc
+        return False

@@ -4,7 +4,6 @@ Imported only where dask.distributed is installed and a cluster is used."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import threading
 import time
@@ -14,7 +13,7 @@ from distributed import WorkerPlugin, get_worker
 
 from .blocks import Block, assemble, segment_block, volume_window_of
 from .embed import embed_volume
-from .environ import MMAP_THRESHOLD, TORCH_THREADS
+from .environ import TORCH_THREADS, keep_freed_memory
 from .item import AutoOptions, ModelUnavailable, load_predictor, segment_item
 from .outputs import Job
 
@@ -33,7 +32,7 @@ class ModelKeeper(WorkerPlugin):
     idempotent = True  # a second run on the same cluster keeps the models already loaded
 
     def setup(self, worker) -> None:
-        keep_large_blocks()
+        keep_freed_memory()
         self.threads = max(1, int(os.environ.get(TORCH_THREADS) or worker.state.nthreads))
         self.address = worker.address
         self.loads = 0
@@ -61,18 +60,6 @@ class ModelKeeper(WorkerPlugin):
         with self._computing:
             torch.set_num_threads(self.threads)
             yield
-
-
-def keep_large_blocks() -> None:
-    """Let glibc keep freed blocks of up to 32 MiB for reuse on this worker (Linux only), as our
-    LocalCluster's workers start (:mod:`napari_segany.batch.environ`): a worker started elsewhere
-    by dask has the same trim threshold set, which turns off glibc's own growing mmap threshold."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the cluster's owner chose one
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to put right
-        pass
 
 
 def keeper() -> ModelKeeper:

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "napari_segany.cli.gui",
     "napari_segany.cli.bench",
 )
+#: Commands that open napari: they leave its allocator as napari has it.
+INTERACTIVE = ("gui",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(attach_negative_lists(sys.argv[1:] if argv is None else list(argv)))
+    if args.command not in INTERACTIVE:
+        from ..batch.environ import keep_freed_memory
+
+        keep_freed_memory()  # a model run in this process faults its memory in once, not per image
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
