@@ -20,7 +20,7 @@ import torch
 
 from napari_segany import Predictor
 from napari_segany.weights import registry
-from napari_segany.weights.checkpoint import file_hash
+from napari_segany.weights.hashing import file_hash
 from napari_segany.cli import main
 from napari_segany.sample_data import load_sample, sample_path
 from napari_segany.weights.load import load_model

@@ -51,7 +51,7 @@ def stage_scenes(args: argparse.Namespace) -> dict:
 def export_part(model_path: Path, prefix: str, key: str, net: torch.nn.Module, dest: Path, training: dict) -> str:
     """The model's file with ``net`` added (float16 weights under ``prefix``, its settings and
     ``training`` under ``config[key]``, replacing any there), written atomically; returns its sha256."""
-    from napari_segany.weights.checkpoint import file_hash
+    from napari_segany.weights.hashing import file_hash
 
     ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith(prefix)}

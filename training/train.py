@@ -325,7 +325,7 @@ def export_half(src: Path, dest: Path) -> str:
     (halves the file; ``load_model`` computes in float32 again), the config kept, written
     atomically. A checkpoint written before configs held ``stop_iou`` gets :data:`STOP_IOU`.
     Returns the new file's sha256."""
-    from napari_segany.weights.checkpoint import file_hash
+    from napari_segany.weights.hashing import file_hash
 
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["model"].items()}

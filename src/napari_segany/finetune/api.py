@@ -13,7 +13,7 @@ import torch
 
 from ..engine.predictor import Predictor
 from ..model import Sam
-from ..weights.checkpoint import file_digests
+from ..weights.hashing import file_digests
 from ..weights.load import load_model
 from ..volume import EmbeddingStore
 from . import save as saving

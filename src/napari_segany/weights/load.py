@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 from . import registry, user_models
-from .checkpoint import (
-    PREPROCESS_MODES, detect_architecture, file_digests, hash_algorithm, read_checkpoint,
-)
+from .checkpoint import PREPROCESS_MODES, detect_architecture, read_checkpoint
+from .hashing import file_digests, hash_algorithm
 from ..model import ModelInfo, Sam, build_sam
 from ..engine.instance_head import HEAD_PREFIX, build_instance_head
 from ..engine.refine import REFINER_PREFIX, build_refiner

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from ..engine.predictor import Cancelled
 from ..engine.userdata import cache_root, folder_problem
-from .checkpoint import (
-    detect_architecture, file_hash, read_checkpoint, require_hash_support,
-)
+from .checkpoint import detect_architecture, read_checkpoint
+from .hashing import file_hash, require_hash_support
 from .known import DEFAULT_MODEL, REGISTRY, ModelSpec
 from .transfer import Limits, download
 

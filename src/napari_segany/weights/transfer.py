@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import file_hash, hash_algorithm
+from .hashing import file_hash, hash_algorithm
 
 DEADLINE_ENV = "SEGANY_DOWNLOAD_DEADLINE"
 MIN_RATE_ENV = "SEGANY_DOWNLOAD_MIN_RATE"
