@@ -173,3 +173,23 @@ def test_stop_rules_that_would_mean_something_else_are_refused(standin, nuclei3d
                       ({"min_area": -5}, "min_area"), ({"max_distance": -1}, "max_distance")):
         with pytest.raises(ValueError, match=says):
             sg.propagate(volume, seed, predictor=standin(), **bad)
+
+
+def test_a_walk_never_enters_a_slice_of_one_value(nuclei3d, standin):
+    """A slice whose pixels all hold one value (padding, a dropped frame filled with zeros) has
+    nothing to follow: the walk stops before it, says why, and the model never sees it."""
+    volume, truth = nuclei3d
+    oid = 4
+    obj = truth == oid
+    z = middle(obj)
+    padded = volume.copy()
+    padded[z + 2] = 0
+    padded[z - 3] = padded.max()
+    pred = standin()
+    res = sg.propagate(padded, {z: obj[z]}, predictor=pred, label_id=oid)
+    stops = {s.direction: s for s in res.objects[oid].stops}
+    assert (stops[1].reason, stops[1].at, stops[1].last) == ("blank", z + 2, z + 1)
+    assert (stops[-1].reason, stops[-1].at, stops[-1].last) == ("blank", z - 3, z - 2)
+    assert not (res.labels[z + 2] == oid).any() and not (res.labels[z - 3] == oid).any()
+    assert z + 2 not in pred.encoded and z - 3 not in pred.encoded
+    assert "holds a single value" in stops[1].explanation

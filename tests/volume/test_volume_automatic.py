@@ -99,3 +99,26 @@ def test_an_object_found_again_after_propagation_stopped_keeps_its_id():
     # along another axis the same
     again, _ = join_split_objects(np.moveaxis(labels, 0, 2), 2, found_on)
     np.testing.assert_array_equal(again, np.moveaxis(joined, 0, 2))
+
+
+def test_slices_of_one_value_are_not_searched_and_the_others_find_the_same(shipped_model, crop):
+    """Padding slices (zeros before, a saturated value after, as registered or clipped volumes have)
+    hold nothing to find or follow: the model never runs on them (a nucleus was followed into the
+    saturated slice before), and the slices with content find what they find without the padding."""
+    volume = crop[0][2:4]
+    padded = np.concatenate([np.zeros((4,) + volume.shape[1:], volume.dtype), volume,
+                             np.full((4,) + volume.shape[1:], 65535, volume.dtype)])
+    predictor = sg.Predictor(shipped_model, precision="fp32")
+    window = (float(volume.min()), float(volume.max()))  # one window for both: the padding would move it
+    settings = sg.GridSettings(points_per_side=8)
+    alone = sg.segment_volume(predictor, volume, settings=settings, contrast_limits=window)
+    seen = []
+    with sg.EmbeddingStore(predictor, padded, contrast_limits=window, prefetch=0) as store:
+        out = sg.segment_volume(predictor, padded, settings=settings, store=store,
+                                progress=lambda d, t: seen.append(d))
+        statuses = [store.status(z) for z in range(len(padded))]
+    assert seen == list(range(1, 11))
+    assert alone.table and len(out.table) == len(alone.table)
+    np.testing.assert_array_equal(out.labels[4:6], alone.labels)
+    assert not out.labels[:4].any() and not out.labels[6:].any()
+    assert statuses == ["missing"] * 4 + ["memory"] * 2 + ["missing"] * 4  # never encoded

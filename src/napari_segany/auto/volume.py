@@ -6,8 +6,9 @@ new object is at once followed through the volume in both directions by propagat
 (:func:`~napari_segany.volume.propagate.propagate`, its stop criteria, never over another object).
 An object is so found on the slice where the grid first sees it and kept with one id on every
 slice propagation follows it to; the slices it reached need no second finding, and every slice is
-still searched, so objects that lie only between others' slices are found too. Propagation
-honours the voxel spacing (``spacing``), so thick slices allow more change per step.
+still searched, so objects that lie only between others' slices are found too, except slices
+whose pixels all hold one value (padding): nothing is searched there, and the model does not run on
+them. Propagation honours the voxel spacing (``spacing``), so thick slices allow more change per step.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..engine.predictor import Cancelled
 from ..volume.checks import check_axis
 from ..volume.propagate import propagate
 from ..volume.store import EmbeddingStore
-from ..volume.window import take_slice
+from ..volume.window import single_valued, take_slice
 
 __all__ = ["VolumeObjects", "segment_volume"]
 
@@ -60,7 +61,8 @@ def segment_volume(predictor, volume, *, axis: int = 0, settings: GridSettings |
     predictor : Predictor
     volume : (Z, Y, X) or (Z, Y, X, C) array-like
         Read one slice at a time along ``axis``, all slices with one intensity window
-        (``contrast_limits`` or the volume's percentiles).
+        (``contrast_limits`` or the volume's percentiles). Slices that hold a single value are
+        not searched, and objects are not followed into them.
     settings : GridSettings, optional
         The grid on each slice (slices larger than the model's frame are searched in tiles).
     existing : labels of the volume's shape, optional
@@ -95,6 +97,10 @@ def segment_volume(predictor, volume, *, axis: int = 0, settings: GridSettings |
         for z in range(n):
             if should_stop is not None and should_stop():
                 raise Cancelled("segmentation of everything was cancelled")
+            if single_valued(take_slice(volume, axis, z)):  # nothing to see, nothing to find
+                if progress is not None:
+                    progress(z + 1, n)
+                continue
             here = np.array(take_slice(labels, axis, z))
             common = dict(settings=settings, existing=here, first_id=max(next_id, int(here.max(initial=0)) + 1),
                           should_stop=should_stop)

@@ -16,7 +16,7 @@ from .checks import check_axis, check_label_id, check_slice, check_spacing, chec
 from .prompting import DEFAULT_PROMPT, allowed_area_factor, area_ratio, check_mode, step_ratio
 from .report import Changes, ObjectReport, PropagationResult, Stop
 from .store import EmbeddingStore
-from .window import take_slice
+from .window import single_valued, take_slice
 
 __all__ = ["propagate"]
 
@@ -68,6 +68,8 @@ def propagate(
     the mask as ``mask_input`` by default), walking away from every seed slice
     in both directions until a stop criterion. Between two seed slices of the
     same object both walks advance one slice at a time and meet in the middle.
+    A walk never enters a slice whose pixels all hold one value (padding: there
+    is nothing to follow there).
     All objects on the same slice share one batched decoder call.
 
     Parameters
@@ -182,6 +184,13 @@ def propagate(
     done = decoder_calls = 0
     cancelled = False
 
+    blank: dict[int, bool] = {}
+
+    def is_blank(z: int) -> bool:
+        if z not in blank:
+            blank[z] = single_valued(store.slice(z))
+        return blank[z]
+
     def stop(f: _Front, reason: str, at=None, score=None, ratio=None) -> None:
         reports[f.label_id].stops.append(Stop(f.seed, f.direction, f.z, reason, at, score, ratio))
 
@@ -201,6 +210,8 @@ def propagate(
                 stop(f, "met_seed", nz)
             elif nz in approved_set:
                 stop(f, "approved", nz)
+            elif is_blank(nz):
+                stop(f, "blank", nz)
             else:
                 groups[nz].append(f)
         survivors: list[_Front] = []

@@ -15,6 +15,7 @@ REASONS = {
     "end_of_volume": "the end of the volume was reached",
     "met_seed": "it met the walk from another seed of the same object",
     "approved": "the next slice is approved and was left untouched",
+    "blank": "the next slice holds a single value: nothing to follow there",
     "max_distance": "the maximum distance from the seed was reached",
     "cancelled": "propagation was cancelled",
 }

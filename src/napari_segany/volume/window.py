@@ -18,6 +18,14 @@ def take_slice(volume, axis: int, index: int):
     return volume[(slice(None),) * axis + (index,)]
 
 
+def single_valued(plane) -> bool:
+    """Every pixel of this slice (all channels) holds one value, as the padding slices of a
+    registered MRI volume or the ends of a stack do: there is nothing to see, and whatever the
+    model answered there would be a guess."""
+    plane = np.asarray(plane)
+    return plane.size > 0 and bool(plane.min() == plane.max())
+
+
 def volume_window(volume, axis: int = 0, *, channel: int | None = None,
                   contrast_limits=None, percentiles=DEFAULT_PERCENTILES) -> tuple[float, float]:
     """One intensity window for every slice of ``volume``.
