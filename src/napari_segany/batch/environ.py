@@ -41,7 +41,7 @@ def worker_environ(torch_threads: int) -> dict[str, str]:
     allocator's only where this process's environment does not set an mmap threshold itself."""
     threads = str(int(torch_threads))
     environ = {TORCH_THREADS: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+    if not _owner_chose():
         environ |= {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
     return environ
 
@@ -51,30 +51,28 @@ def spawning_with(environ: dict[str, str]):
     """While it lasts, the worker processes that dask's nannies start (or restart) get ``environ``.
 
     A nanny takes a variable from this process's environment over its ``pre-spawn-environ``
-    setting, and leaves what it set in this process's environment: after one LocalCluster, the next
-    one's workers got the first one's thread counts. So ``environ`` is put in this process's
-    environment as well as in the setting, and every variable either touches is put back after."""
+    setting, and leaves what it set in this process's environment (its pre-spawn variables, and
+    others such as ``PYTHONHASHSEED``): after one LocalCluster, the next one's workers got the first
+    one's thread counts. So ``environ`` is put in this process's environment as well as in the
+    setting, and the environment is put back as it was before, whole, when it ends."""
     import dask
 
-    keys = set(environ) | set(dask.config.get("distributed.nanny.pre-spawn-environ", default={}))
-    saved = {k: os.environ.get(k) for k in keys}
+    saved = dict(os.environ)
     os.environ.update(environ)
     try:
         with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
             yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        for k in set(os.environ) - set(saved):
+            del os.environ[k]
+        os.environ.update(saved)
 
 
 def keep_freed_memory() -> bool:
     """Give this process the allocator settings of our workers (Linux with glibc; elsewhere nothing
     to put right). Left alone where the environment chose an mmap threshold: the process's owner
     decided. True when the settings were made."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if _owner_chose():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -83,3 +81,9 @@ def keep_freed_memory() -> bool:
             libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+def _owner_chose() -> bool:
+    """This process's environment sets glibc's mmap threshold: its owner's allocator settings stand
+    (dask sets only the trim threshold, so that one says nothing)."""
+    return "MALLOC_MMAP_THRESHOLD_" in os.environ

@@ -29,7 +29,7 @@ def _close_open_stores() -> None:
 
 class Prefetching:
     """The prefetch half of :class:`~napari_segany.volume.store.EmbeddingStore`. The store provides
-    ``slice``, ``stats``, ``_check``, ``_lookup``, ``_encode`` and ``_keep``; callers that encode
+    ``slice``, ``stats``, ``_check``, ``_lookup``, ``_encode``, ``_keep`` and ``_write_disk``; callers that encode
     take ``_encode_lock`` and announce what they wait for with ``_wanting``."""
 
     def _start_prefetching(self, radius: int) -> None:
