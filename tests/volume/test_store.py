@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import napari_segany as sg
+from napari_segany.volume import volume_window
 from napari_segany.model import build_sam
 from napari_segany.engine.predictor import Cancelled
 from napari_segany.volume import cache as cache_module
@@ -49,6 +50,22 @@ def test_one_window_for_the_whole_volume(warm, small_volume):
     assert a.features.shape == (256, 64, 64) and a.features.dtype == np.float32
     assert a.geometry.original_size == (96, 96)
     assert store.memory_bytes() == 2 * 256 * 64 * 64 * 2  # float16 in memory
+
+
+def test_padding_slices_are_left_out_of_the_window_even_where_the_sample_sees_only_padding(small_volume):
+    """Slices of one value (zero or saturated padding) would drag the window's percentiles onto the
+    padding value; a volume that is mostly padding, whose evenly spaced sample of 16 slices holds
+    none of its content, would get a window of one value and its content would be segmented
+    saturated. Both windows are the content's own."""
+    own = volume_window(small_volume)
+    shape = small_volume.shape[1:]
+    padded = np.concatenate([np.zeros((6, *shape), small_volume.dtype), small_volume,
+                             np.full((6, *shape), 65535, small_volume.dtype)])
+    assert volume_window(padded) == own
+    sparse = np.zeros((300, *shape), small_volume.dtype)
+    sparse[151] = small_volume[0]  # read in the fourth round (128 evenly spaced slices), not before
+    assert volume_window(sparse) == volume_window(small_volume[:1]) != volume_window(sparse[:150])
+    assert volume_window(np.zeros((40, 8, 8), np.uint8)) == (0.0, 0.0)  # nothing else to take it from
 
 
 def test_disk_cache_hit_miss_and_edited_slice(warm, predictor, small_volume):

@@ -109,11 +109,11 @@ def test_slices_of_one_value_are_not_searched_and_the_others_find_the_same(shipp
     padded = np.concatenate([np.zeros((4,) + volume.shape[1:], volume.dtype), volume,
                              np.full((4,) + volume.shape[1:], 65535, volume.dtype)])
     predictor = sg.Predictor(shipped_model, precision="fp32")
-    window = (float(volume.min()), float(volume.max()))  # one window for both: the padding would move it
     settings = sg.GridSettings(points_per_side=8)
-    alone = sg.segment_volume(predictor, volume, settings=settings, contrast_limits=window)
+    alone = sg.segment_volume(predictor, volume, settings=settings)
     seen = []
-    with sg.EmbeddingStore(predictor, padded, contrast_limits=window, prefetch=0) as store:
+    with sg.EmbeddingStore(predictor, padded, prefetch=0) as store:  # the padding is not in its window either
+        assert store.window == sg.volume.volume_window(volume)
         out = sg.segment_volume(predictor, padded, settings=settings, store=store,
                                 progress=lambda d, t: seen.append(d))
         statuses = [store.status(z) for z in range(len(padded))]

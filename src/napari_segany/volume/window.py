@@ -32,20 +32,32 @@ def volume_window(volume, axis: int = 0, *, channel: int | None = None,
 
     ``contrast_limits`` if given; otherwise the robust ``percentiles`` of a
     subsample: at most 16 evenly spaced slices along ``axis``, each read on a
-    grid of at most 250,000 pixels (the volume is never loaded whole).
+    grid of at most 250,000 pixels (the volume is never loaded whole). Slices
+    of a single value (padding, see :func:`single_valued`) are left out of the
+    sample, as they are left out of segmentation; where all 16 are such slices,
+    twice as many are read, and so on, until one is not (or every slice has been).
     """
     channel = check_channel(channel, tuple(volume.shape))
     if contrast_limits is not None:
         return intensity_window(np.zeros((1, 1, 1)), contrast_limits=contrast_limits)
     n = volume.shape[axis]
-    picks = np.unique(np.linspace(0, n - 1, min(n, WINDOW_SAMPLE_SLICES)).round().astype(int))
-    parts = []
-    for i in picks:
-        plane = np.asarray(take_slice(volume, axis, int(i)))
-        if plane.ndim == 3:
-            plane = plane[..., channel:channel + 1] if channel is not None else plane[..., :3]
-        else:
-            plane = plane[..., None]
-        step = max(1, int(np.ceil(np.sqrt(plane.shape[0] * plane.shape[1] / WINDOW_SAMPLE_PIXELS))))
-        parts.append(plane[::step, ::step].reshape(-1, 1, plane.shape[-1]))
-    return intensity_window(np.concatenate(parts), percentiles=percentiles)
+    parts, padding, seen, count = [], [], set(), WINDOW_SAMPLE_SLICES
+    while not parts and len(seen) < n:
+        picks = np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(int))
+        for i in (int(i) for i in picks if int(i) not in seen):
+            seen.add(i)
+            plane = np.asarray(take_slice(volume, axis, i))
+            (padding if single_valued(plane) else parts).append(_sample(plane, channel))
+        count *= 2
+    return intensity_window(np.concatenate(parts or padding), percentiles=percentiles)
+
+
+def _sample(plane: np.ndarray, channel: int | None) -> np.ndarray:
+    """The channels the window is taken over, on a grid of at most WINDOW_SAMPLE_PIXELS pixels, as
+    (pixels, 1, channels)."""
+    if plane.ndim == 3:
+        plane = plane[..., channel:channel + 1] if channel is not None else plane[..., :3]
+    else:
+        plane = plane[..., None]
+    step = max(1, int(np.ceil(np.sqrt(plane.shape[0] * plane.shape[1] / WINDOW_SAMPLE_PIXELS))))
+    return plane[::step, ::step].reshape(-1, 1, plane.shape[-1])
