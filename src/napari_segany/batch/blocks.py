@@ -2,8 +2,10 @@
 blocks overlap by a few slices, each is segmented on its own as a whole volume is (find and
 follow), and objects of neighbouring blocks that are the same in the slices they share (IoU above
 0.5 there) get one id. Every block uses the whole volume's intensity window. A worker holds one
-block (its pixels and labels) at a time; the task that assembles the result holds one block's
-labels, and writes the labels TIFF page by page (the labels last, as everywhere)."""
+block (its pixels and labels) at a time. The blocks' labels wait on disk, compressed, one chunk per
+slice (slices without labels take no space); the task that assembles the result reads them a slice
+at a time (the shared slices of two blocks to stitch them), and writes the labels TIFF page by page
+(the labels last, as everywhere)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..volume.cache import slice_chunked_array
 from .inputs import Layout, read_input
 from .item import AutoOptions
 from .outputs import Job, compact, table_rows, write_picture
@@ -60,8 +63,10 @@ def volume_window_of(source: Path, options: AutoOptions, predictor) -> tuple[flo
 def segment_block(source: Path, block: Block, window, options: AutoOptions, predictor, scratch: Path, *,
                   compute=contextlib.nullcontext) -> dict:
     """Segment the slices of ``block`` and save their labels (ids from 1 within the block) in
-    ``scratch``, atomically. Returns the file, the highest id, and per id the volume's slice where
-    it was found with its predicted IoU and stability."""
+    ``scratch``, atomically, as a compressed zarr array with one chunk per slice (slices without
+    labels take no space). Returns the array's folder, the highest id, the block's slices that
+    hold labels, and per id the volume's slice where it was found with its predicted IoU and
+    stability."""
     from .. import segment_volume
 
     data = np.asarray(read_input(source)[block.start:block.stop])
@@ -69,15 +74,35 @@ def segment_block(source: Path, block: Block, window, options: AutoOptions, pred
     with compute():
         found = segment_volume(model, data, axis=0, settings=options.settings, channel=options.channel,
                                contrast_limits=window)
+    del data
+    labels = np.asarray(found.labels, dtype=np.uint32)
     scratch.mkdir(parents=True, exist_ok=True)
-    path = scratch / f"block_{block.start:07d}_{block.stop:07d}.npy"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part.npy", dir=scratch)
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, np.asarray(found.labels, dtype=np.uint32))
-    os.replace(tmp, path)
-    return {"labels": str(path), "top": int(np.max(found.labels, initial=0)),
+    path = scratch / f"block_{block.start:07d}_{block.stop:07d}.zarr"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=scratch))
+    try:
+        slice_chunked_array(tmp, labels.shape, np.uint32)[...] = labels
+        if path.exists():  # from an earlier try of this block, whose worker was lost before it reported
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"labels": str(path), "top": int(np.max(labels, initial=0)),
+            "filled": np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1)).tolist(),
             "found": {int(r["id"]): (int(r["found_on_slice"]) + block.start, r["predicted_iou"], r["stability"])
                       for r in found.table}}
+
+
+def block_labels(done: dict):
+    """A block's saved labels (read slice by slice, as they are indexed)."""
+    import zarr
+
+    return zarr.open_array(done["labels"], mode="r")
+
+
+def filled_core(block: Block, done: dict) -> list[int]:
+    """The volume's slices in ``block``'s core that hold labels."""
+    return [block.start + i for i in done["filled"] if block.core_start <= block.start + i < block.core_stop]
 
 
 def stitch(blocks: list[Block], done: list[dict]) -> tuple[list[np.ndarray], dict[int, tuple]]:
@@ -95,18 +120,19 @@ def stitch(blocks: list[Block], done: list[dict]) -> tuple[list[np.ndarray], dic
         a, b = blocks[k], blocks[k + 1]
         if a.stop <= b.start:
             continue
-        la = np.load(done[k]["labels"], mmap_mode="r")[b.start - a.start:a.stop - a.start]
-        lb = np.load(done[k + 1]["labels"], mmap_mode="r")[:a.stop - b.start]
-        for x, y in same_objects(np.asarray(la), np.asarray(lb)):
+        la = block_labels(done[k])[b.start - a.start:a.stop - a.start]
+        lb = block_labels(done[k + 1])[:a.stop - b.start]
+        for x, y in same_objects(la, lb):
             ra, rb = root((k, x)), root((k + 1, y))
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
     final: dict[tuple[int, int], int] = {}
     luts = []
     for k, blk in enumerate(blocks):
-        labels = np.load(done[k]["labels"], mmap_mode="r")
-        lut = np.zeros(done[k]["top"] + 1, np.uint32)
-        for local in np.unique(labels[blk.core_start - blk.start:blk.core_stop - blk.start]):
+        labels, lut = block_labels(done[k]), np.zeros(done[k]["top"] + 1, np.uint32)
+        present = np.unique(np.concatenate([np.unique(labels[z - blk.start]) for z in filled_core(blk, done[k])]
+                                           or [np.zeros(0, np.uint32)]))
+        for local in present:
             if local:
                 lut[local] = final.setdefault(root((k, int(local))), len(final) + 1)
         luts.append(lut)
@@ -144,15 +170,16 @@ def assemble(job: Job, shape: tuple[int, ...], blocks: list[Block], done: list[d
     rows = _table(blocks, done, luts, found, top, shape)
 
     def pages():
+        empty = np.zeros(shape[1:], dtype)
         for k, blk in enumerate(blocks):
-            core = np.load(done[k]["labels"], mmap_mode="r")[blk.core_start - blk.start:blk.core_stop - blk.start]
-            for page in core:
-                yield luts[k][np.asarray(page)].astype(dtype)
+            labels, filled = block_labels(done[k]), set(filled_core(blk, done[k]))
+            for z in range(blk.core_start, blk.core_stop):
+                yield luts[k][labels[z - blk.start]].astype(dtype) if z in filled else empty
 
     if job.overlay is not None:  # the middle slice, as for a whole volume
         middle = shape[0] // 2
         k, blk = next((k, b) for k, b in enumerate(blocks) if b.core_start <= middle < b.core_stop)
-        labels = luts[k][np.asarray(np.load(done[k]["labels"], mmap_mode="r")[middle - blk.start])]
+        labels = luts[k][block_labels(done[k])[middle - blk.start]]
         write_picture(job, Layout("image", np.asarray(read_input(job.source)[middle]), shape[1:]), labels,
                       channel=options.channel)
     write_csv(job.table, *table_rows(rows, "volume"))
@@ -171,20 +198,20 @@ def _table(blocks, done, luts, found, top, shape) -> list[dict]:
     high = np.full((top + 1, 3), -1)
     rows_, cols_ = np.indices(shape[1:3], dtype=np.float64)
     for k, blk in enumerate(blocks):
-        core = luts[k][np.load(done[k]["labels"])[blk.core_start - blk.start:blk.core_stop - blk.start]]
-        for z, page in enumerate(core, start=blk.core_start):
+        labels = block_labels(done[k])
+        for z in filled_core(blk, done[k]):
+            page = luts[k][labels[z - blk.start]]
             flat = page.ravel()
             count = np.bincount(flat, minlength=top + 1)
             voxels += count
             sums[:, 0] += count * z
             sums[:, 1] += np.bincount(flat, weights=rows_.ravel(), minlength=top + 1)
             sums[:, 2] += np.bincount(flat, weights=cols_.ravel(), minlength=top + 1)
-        for i, box in enumerate(ndimage.find_objects(core, max_label=top), start=1):
-            if box is not None:
-                start = [box[0].start + blk.core_start, box[1].start, box[2].start]
-                stop = [box[0].stop - 1 + blk.core_start, box[1].stop - 1, box[2].stop - 1]
-                low[i] = np.minimum(low[i], start)
-                high[i] = np.maximum(high[i], stop)
+            boxes = ndimage.find_objects(page, max_label=top)
+            for i in np.flatnonzero(count[1:]) + 1:
+                rows, cols = boxes[i - 1]
+                low[i] = np.minimum(low[i], (z, rows.start, cols.start))
+                high[i] = np.maximum(high[i], (z, rows.stop - 1, cols.stop - 1))
     table = []
     for i in range(1, top + 1):
         where, iou, stability = found[i]

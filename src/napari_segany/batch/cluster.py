@@ -53,10 +53,11 @@ def local_workers(n_workers: int | None = None) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def connect(*, local: int | bool | None = None, scheduler: str | None = None):
+def connect(*, local: int | bool | None = None, scheduler: str | None = None, memory_limit="auto"):
     """A dask Client for the run (closed after it), or None to run in this process. ``local``:
-    True (default size) or a number of workers for a LocalCluster on 127.0.0.1; ``scheduler``:
-    the address of a scheduler started elsewhere (``tcp://host:8786``)."""
+    True (default size) or a number of workers for a LocalCluster on 127.0.0.1, each allowed
+    ``memory_limit`` (as dask takes it, e.g. "4GiB"; by default this machine's memory shared out);
+    ``scheduler``: the address of a scheduler started elsewhere (``tcp://host:8786``)."""
     if local is None or local is False:
         if scheduler is None:
             yield None
@@ -78,7 +79,8 @@ def connect(*, local: int | bool | None = None, scheduler: str | None = None):
     # overlapped file work with the model, and on few cores that slowed the model more than it saved
     with spawning_with(worker_environ(threads)), dask.config.set(QUIET), \
             distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0", memory_limit=memory_limit) as cluster, \
+            distributed.Client(cluster) as client:
         yield client
 
 

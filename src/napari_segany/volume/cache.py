@@ -59,20 +59,21 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _create_array(path: Path, shape: tuple[int, ...]):
-    """A float16 zarr array with one compressed chunk per slice (zarr 3 or 2)."""
+def slice_chunked_array(path: Path, shape: tuple[int, ...], dtype="float16"):
+    """A new zarr array (format 3, or 2 with zarr 2) with one compressed chunk per slice of the first
+    axis; chunks that hold only zeros are not written."""
     import zarr
 
-    chunks = (1, *shape[1:])
-    if hasattr(zarr, "create_array"):  # zarr >= 3
+    chunks, typesize = (1, *shape[1:]), np.dtype(dtype).itemsize
+    if hasattr(zarr, "create_array"):  # zarr >= 3 (which writes no empty chunks by default)
         from zarr.codecs import BloscCodec
 
-        return zarr.create_array(store=str(path), shape=shape, chunks=chunks, dtype="float16", fill_value=0,
-                                 compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=2))
+        return zarr.create_array(store=str(path), shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                                 compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=typesize))
     from numcodecs import Blosc  # zarr 2
 
-    return zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype="float16", fill_value=0,
-                           compressor=Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE))
+    return zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                           compressor=Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE), write_empty_chunks=False)
 
 
 class SliceCache:
@@ -117,7 +118,7 @@ class SliceCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.key}.", suffix=".part", dir=self.root))
         try:
             (tmp / RECORDS).mkdir()
-            _create_array(tmp / ARRAY_NAME, self.shape)
+            slice_chunked_array(tmp / ARRAY_NAME, self.shape)
             write_json_atomically(tmp / "settings.json", dict(self.settings, created=time.time()))
             try:
                 os.rename(tmp, self.path)  # atomic: the key folder appears complete or not at all
