@@ -19,7 +19,7 @@ import pytest
 import tifffile
 
 from napari_segany import GridSettings
-from napari_segany.batch import connect, local_workers, run_auto
+from napari_segany.batch import cluster, connect, local_workers, run_auto
 from napari_segany.batch.environ import MMAP_THRESHOLD, TORCH_THREADS, TRIM_THRESHOLD, spawning_with
 from napari_segany.batch.worker import worker_stats
 from napari_segany.cli import main
@@ -139,7 +139,7 @@ def test_a_bad_input_is_reported_and_the_others_are_written(crops, client, tmp_p
     _same(_outputs(tmp_path / "out", "ab"), {n: single[n] for n in "ab"})
 
 
-def test_the_command_line_runs_on_a_local_cluster(crops, tmp_path, capsys):
+def test_the_command_line_runs_on_a_local_cluster(crops, tmp_path, capsys, monkeypatch):
     folder, single = crops
     argv = ["auto", str(folder / "a.tif"), str(folder / "d.tif"), "-d", str(tmp_path), "--points-per-side", "6",
             "--json"]
@@ -152,6 +152,7 @@ def test_the_command_line_runs_on_a_local_cluster(crops, tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(argv + ["--cluster", bad])
         assert "local:N" in capsys.readouterr().err
+    monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT", "1s")  # dask retries for as long: 20 s by default
     assert main(argv + ["--scheduler", "tcp://127.0.0.1:9"]) == 1  # nothing listens there
     assert "could not reach the dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
 

@@ -35,6 +35,10 @@ QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.in
          "distributed.admin.system-monitor.interval": "2s"}
 
 
+#: how long a client keeps trying to reach a scheduler started elsewhere (dask retries while one starts)
+SCHEDULER_TIMEOUT = "20s"
+
+
 def require_distributed():
     """The ``distributed`` module, or an ImportError that says how to install it."""
     try:
@@ -65,7 +69,7 @@ def connect(*, local: int | bool | None = None, scheduler: str | None = None, me
     distributed = require_distributed()
     if scheduler is not None:
         try:
-            client = distributed.Client(scheduler, timeout="20s")
+            client = distributed.Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except (OSError, TimeoutError) as err:
             raise OSError(f"could not reach the dask scheduler at {scheduler!r} ({err}); check the address "
                           "(e.g. tcp://host:8786) and that the scheduler is running") from None
