@@ -116,9 +116,11 @@ def test_cli_uses_the_models_views_unless_told(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("zoom", [False, True], ids=["whole image", "zoomed"])
 def test_reproduces_its_reported_2d_numbers(default_model, zoom):
-    """The model card's 2D numbers: on the whole image all 125 nuclei reproduce the reported means;
-    zoomed (each object its own crop, several times slower) every third nucleus reproduces the
-    reported per-object IoUs of those nuclei on average, protocol by protocol."""
+    """The model card's 2D numbers, on a fixed subset of the 125 nuclei (each object is answered on
+    its own, so a subset's numbers are those objects' reported numbers): on the whole image every
+    second nucleus (63), zoomed (each object its own crop, several times slower) every fifth (25)
+    reproduces the reported per-object IoUs of those nuclei on average, protocol by protocol. The
+    reported means are checked to be the means of the reported per-object IoUs of all 125."""
     sys.path.insert(0, str(ROOT))
     from training.evaluate import ModelMethod, eval_2d
 
@@ -126,23 +128,25 @@ def test_reproduces_its_reported_2d_numbers(default_model, zoom):
     rows = {k: r for k, r in json.loads(REPORTED.read_text()).items() if k != "baseline"}
     reported = next(r["2d"] for k, r in rows.items() if k.endswith(", zoomed") == zoom)
     assert reported["n"] == 125
+    per_object = reported["per_object"]
+    for protocol in ("click", "box"):  # the card's means are those of its per-object IoUs, all 125
+        assert len(per_object[protocol]) == 125
+        assert reported[protocol] == pytest.approx(np.mean(per_object[protocol]), abs=1e-6), protocol
+    np.testing.assert_allclose(reported["after_clicks"], np.mean(per_object["corrections"], axis=0), atol=1e-6)
     labels = load_sample("nuclei2d_labels")
-    every = 3 if zoom else 1
+    every = 5 if zoom else 2
     chosen = np.unique(labels[labels > 0])[::every]
     got = eval_2d(ModelMethod(Predictor(default_model), zoom=zoom), load_sample("nuclei2d"),
                   np.where(np.isin(labels, chosen), labels, 0))
-    assert got["n"] == len(chosen) == (42 if zoom else 125)
-    per_object = reported["per_object"]
+    assert got["n"] == len(chosen) == (25 if zoom else 63)
     for protocol in ("click", "box"):
         assert got[protocol] == pytest.approx(np.mean(per_object[protocol][::every]), abs=0.01), protocol
     np.testing.assert_allclose(got["after_clicks"], np.mean(per_object["corrections"][::every], axis=0), atol=0.01)
-    if not zoom:
-        assert got["click"] == pytest.approx(reported["click"], abs=0.01)
 
 
 @pytest.mark.slow
 def test_reproduces_its_served_numbers_with_mirrored_views(default_model):
-    """As the CLI and the widget serve it (zoomed, the model's 4 mirrored views), on the first 15 of
+    """As the CLI and the widget serve it (zoomed, the model's 4 mirrored views), on the first 8 of
     the 125 nuclei (a full run takes several minutes): the per-object IoUs reported in
     ``segany_vit_t_512.views4.json`` are reproduced within 0.01 on average, protocol by protocol."""
     sys.path.insert(0, str(ROOT))
@@ -153,10 +157,10 @@ def test_reproduces_its_served_numbers_with_mirrored_views(default_model):
     rows = json.loads(REPORTED.with_suffix(".views4.json").read_text())
     reported = rows[f"model ({registry.DEFAULT_MODEL}), zoomed, 4 views"]["2d"]["per_object"]
     labels = load_sample("nuclei2d_labels")
-    first = np.unique(labels[labels > 0])[:15]
+    first = np.unique(labels[labels > 0])[:8]
     subset = np.where(np.isin(labels, first), labels, 0)
     got = eval_2d(ModelMethod(Predictor(default_model, views=4), zoom=True), load_sample("nuclei2d"), subset)
-    assert got["n"] == 15
+    assert got["n"] == 8
     for protocol in ("click", "box"):
-        assert got[protocol] == pytest.approx(np.mean(reported[protocol][:15]), abs=0.01), protocol
-    np.testing.assert_allclose(got["after_clicks"], np.mean(reported["corrections"][:15], axis=0), atol=0.01)
+        assert got[protocol] == pytest.approx(np.mean(reported[protocol][:8]), abs=0.01), protocol
+    np.testing.assert_allclose(got["after_clicks"], np.mean(reported["corrections"][:8], axis=0), atol=0.01)

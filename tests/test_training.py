@@ -373,18 +373,19 @@ def test_baseline_answers_prompts_on_real_data(nuclei2d):
 
 def test_two_stage_training_exports_a_model_with_its_refiner(tmp_path, capsys):
     """``training.train --export F --refiner``: the model, then its boundary refiner trained on the
-    exported model's own answers and added to F; the refiner's loss falls below the unrefined one."""
+    exported model's own answers and added to F; the refiner's loss falls below the unrefined one
+    (their means over the 20 steps on the 24 objects of 2 scenes; measured 1.35 against 1.68)."""
     from napari_segany.engine.refine import MaskRefiner
     from napari_segany.weights.load import load_model
     from training.train import main
 
     out, shipped = tmp_path / "smoke.pt", tmp_path / "shipped.pt"
     assert main(["--out", str(out), "--steps", "2", "--threads", "1", "--objects", "4", "--iters", "2",
-                 "--export", str(shipped), "--refiner", "--refiner-scenes", "3", "--refiner-steps", "50"]) == 0
-    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"step": 50,')]
+                 "--export", str(shipped), "--refiner", "--refiner-scenes", "2", "--refiner-steps", "20"]) == 0
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"step": 20,')]
     assert logs and logs[-1]["loss"] < logs[-1]["unrefined"]
     config = torch.load(shipped, map_location="cpu", weights_only=True)["config"]
-    assert config["refiner"]["training"]["scenes"] == 3 and config["refiner"]["training"]["steps"] == 50
+    assert config["refiner"]["training"]["scenes"] == 2 and config["refiner"]["training"]["steps"] == 20
     model = load_model(shipped, device="cpu")
     assert isinstance(model.refiner, MaskRefiner) and model.refiner.dilations == (2, 4, 8)
 
@@ -467,14 +468,20 @@ def test_instance_head_stage_exports_the_model_with_its_head(tmp_path, capsys):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
-def test_validation_numbers_are_means_over_generated_scenes(tiny_model):
+def test_validation_numbers_are_means_over_generated_scenes(tmp_path):
     """``training.validate`` on one scene of each kind: every number is a mean IoU in [0, 1] and
-    the summaries are the means they say they are."""
+    the summaries are the means they say they are. The model is a random vit_t with a 256 px frame:
+    cheap to answer with, and small objects of the 512 px scenes are served on zoomed crops (with
+    SAM's 1024 px frame no crop was ever made, and the run took more than twice as long)."""
+    from reference_models import save_fast_vit_t
+
     from napari_segany import Predictor
+    from napari_segany.weights.load import load_model
     from training.evaluate import ModelMethod
     from training.validate import validate
 
-    out = validate(ModelMethod(Predictor(tiny_model), zoom=True), scenes=3)
+    model = load_model(save_fast_vit_t(tmp_path / "fast.pt"), device="cpu")
+    out = validate(ModelMethod(Predictor(model), zoom=True), scenes=3)
     numbers = [out[k][p] for k in KINDS for p in ("click", "box", "corrections")]
     assert all(0.0 <= v <= 1.0 for v in numbers)
     assert out["mean6"] == pytest.approx(np.mean([out[k][p] for k in KINDS for p in ("click", "box")]))

@@ -37,12 +37,12 @@ def crops(nuclei2d):
 
 @pytest.fixture(scope="module")
 def mine(own_cache, shipped_model, crops):
-    """One short run saved by name, whatever its score, with overwrite=True over an older model of
-    that name."""
+    """One short run (one step: its weights, not its gain, are what is saved and listed) saved by name,
+    whatever its score, with overwrite=True over an older model of that name."""
     older = own_cache / "user-models" / "my-nuclei.pt"
     older.parent.mkdir()
     older.write_bytes(b"an older model")
-    return sg.finetune(shipped_model, crops, "my-nuclei", steps=2, max_minutes=None, save="always", seed=1,
+    return sg.finetune(shipped_model, crops, "my-nuclei", steps=1, max_minutes=None, save="always", seed=1,
                        overwrite=True)
 
 

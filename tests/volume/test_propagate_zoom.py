@@ -122,6 +122,11 @@ def large_stack(nuclei3d):
 
 
 def test_small_objects_of_large_slices_propagate_far_better_on_crops(large_stack):
+    """All 20 nuclei followed 2 slices each way from their largest slice, once on the whole slices and
+    once on crops; IoU over those 5 slices, the seed's included: measured 0.87 on crops, 0.54 without
+    (3 slices each way gave the same picture, 0.85 and 0.50, and took 1.4 times as long). All 20,
+    because fewer nuclei leave fewer neighbours to share crops with: every other one needed 45 and
+    51 crops for 60 answers."""
     volume, labels = large_stack
     ids = [int(i) for i in np.unique(labels) if i]
     middles = {i: int(np.argmax((labels == i).sum(axis=(1, 2)))) for i in ids}
@@ -132,14 +137,14 @@ def test_small_objects_of_large_slices_propagate_far_better_on_crops(large_stack
     scores, stores = {}, {}
     for zoom in (False, True):
         store = stores[zoom] = sg.EmbeddingStore(predictor, volume, prefetch=0)
-        result = sg.propagate(volume, labels=seeds, store=store, spacing=(1.0, 1.0, 1.0), max_distance=3, zoom=zoom)
+        result = sg.propagate(volume, labels=seeds, store=store, spacing=(1.0, 1.0, 1.0), max_distance=2, zoom=zoom)
         ious = []
         for i, z in middles.items():
-            near = slice(max(0, z - 3), z + 4)
+            near = slice(max(0, z - 2), z + 3)
             got, truth = result.labels[near] == i, labels[near] == i
             ious.append((got & truth).sum() / (got | truth).sum())
         scores[zoom] = float(np.mean(ious))
     assert stores[False].stats["crops_encoded"] == 0
-    answers = sum(len(range(max(0, z - 3), min(len(volume), z + 4))) - 1 for z in middles.values())
+    answers = sum(len(range(max(0, z - 2), min(len(volume), z + 3))) - 1 for z in middles.values())
     assert 0 < stores[True].stats["crops_encoded"] < 0.75 * answers  # neighbours share their crops
     assert scores[True] > 0.75 and scores[True] > scores[False] + 0.2, scores
