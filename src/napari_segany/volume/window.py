@@ -35,7 +35,8 @@ def volume_window(volume, axis: int = 0, *, channel: int | None = None,
     grid of at most 250,000 pixels (the volume is never loaded whole). Slices
     of a single value (padding, see :func:`single_valued`) are left out of the
     sample, as they are left out of segmentation; where all 16 are such slices,
-    twice as many are read, and so on, until one is not (or every slice has been).
+    twice as many are read, and so on, until one is not (or every slice has been:
+    then the 16 give the window, as for any volume).
     """
     channel = check_channel(channel, tuple(volume.shape))
     if contrast_limits is not None:
@@ -47,7 +48,11 @@ def volume_window(volume, axis: int = 0, *, channel: int | None = None,
         for i in (int(i) for i in picks if int(i) not in seen):
             seen.add(i)
             plane = np.asarray(take_slice(volume, axis, i))
-            (padding if single_valued(plane) else parts).append(_sample(plane, channel))
+            if not single_valued(plane):
+                parts.append(_sample(plane, channel))
+            elif count == WINDOW_SAMPLE_SLICES:  # only the first round: a volume of padding alone gets
+                # the window it always got, without a sample of each of its slices held at once
+                padding.append(_sample(plane, channel))
         count *= 2
     return intensity_window(np.concatenate(parts or padding), percentiles=percentiles)
 
